@@ -1,0 +1,405 @@
+"""The Devic wire format: building requests and reading answers, as pure functions.
+
+Requests follow the seed contract exactly (`message`, `chatUuid`, `context`,
+`metadata`). Answers are read tolerantly: the seed shape, the platform envelope
+(`{"success", "data", ...}`), message lists and chat objects, and the three
+spellings of the conversation id. Nothing here does I/O, so every rule is tested
+directly; `langchain_devic._client` does the HTTP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from langchain_devic.errors import (
+    DevicAPIError,
+    DevicProtocolError,
+    error_class_for_status,
+)
+
+DEFAULT_BASE_URL = "https://api.devic.ai/v1"
+#: How much of an answer's body an error keeps, in characters.
+BODY_EXCERPT_CHARS = 300
+#: Spellings of the conversation id, in order of preference.
+CHAT_ID_KEYS = ("chatUuid", "chatUid", "chatUID")
+_ENVELOPE_KEYS = frozenset({"success", "data", "meta", "error", "timestamp"})
+_SEED_KEYS = frozenset(
+    {
+        *CHAT_ID_KEYS,
+        "message",
+        "tokens_used",
+        "timestamp",
+        "inputTokens",
+        "outputTokens",
+    }
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+REDACTED = "[REDACTED]"
+
+
+@dataclass(frozen=True)
+class DevicReply:
+    """One assistant turn, as read from a 2xx answer.
+
+    Attributes:
+        text: The assistant's reply (may be the empty string).
+        chat_uuid: The conversation id to continue with, or `None` if the answer
+            had none and none was sent.
+        tokens_used: Devic's total token count for the turn, if reported.
+        input_tokens: The input part, when the platform reports a split.
+        output_tokens: The output part, when the platform reports a split.
+        timestamp: The server's timestamp, as sent.
+        extra: Every field of the answer this parser does not know, kept as is.
+    """
+
+    text: str
+    chat_uuid: str | None
+    tokens_used: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    timestamp: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is a loopback address: 127.0.0.0/8, `::1` or `localhost`."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(base_url: str) -> str:
+    """Return `base_url` without a trailing slash, or raise if it is unsafe.
+
+    Devic refuses plain HTTP and the token must not cross the network in clear,
+    so `http://` is accepted only for loopback hosts (the emulator).
+    """
+    url = httpx.URL(base_url.strip())
+    scheme = url.scheme.lower()
+    if scheme not in {"https", "http"} or not url.host:
+        msg = (
+            f"base_url must be an absolute https:// URL such as {DEFAULT_BASE_URL!r}; "
+            f"got {base_url!r}."
+        )
+        raise ValueError(msg)
+    if scheme == "http" and not is_loopback_host(url.host):
+        msg = (
+            f"base_url {base_url!r} uses plain http:// to a non-loopback host; "
+            "Devic only accepts HTTPS and the API key must not travel in clear. "
+            "Use https://, or http://127.0.0.1 for the local emulator."
+        )
+        raise ValueError(msg)
+    return str(url).rstrip("/")
+
+
+def validate_assistant_id(assistant_id: str) -> str:
+    """Return the id if it can name exactly one path segment, else raise."""
+    if not assistant_id or assistant_id.strip() in {"", ".", ".."}:
+        msg = (
+            f"assistant_id {assistant_id!r} is not a valid Devic assistant id; copy "
+            "the id from the assistant's 'Get Code' dialog or set DEVIC_ASSISTANT_ID."
+        )
+        raise ValueError(msg)
+    return assistant_id
+
+
+def messages_url(base_url: str, assistant_id: str) -> str:
+    """The endpoint URL, with the assistant id percent-encoded as one segment."""
+    return f"{base_url}/assistants/{quote(assistant_id, safe='')}/messages"
+
+
+# ------------------------------------------------------------------------ request
+
+
+def build_request_body(
+    message: str,
+    chat_uuid: str | None,
+    *,
+    context: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of one turn, in the seed's field names.
+
+    `chatUuid` is always present (`null` starts a new conversation, as in the
+    seed's example); `context` and `metadata` only when given; `extra` carries
+    platform fields (`tags`, `userName`, ...) only when the user set them.
+    """
+    body: dict[str, Any] = {"message": message, "chatUuid": chat_uuid}
+    if context:
+        body["context"] = dict(context)
+    if metadata:
+        body["metadata"] = dict(metadata)
+    for key, value in (extra or {}).items():
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    """The headers every request carries."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+
+
+# ---------------------------------------------------------------------- redaction
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove the API key (and any bearer token) from text meant for people."""
+    if secret:
+        text = text.replace(secret, REDACTED)
+    return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+
+
+def excerpt(body: bytes, secret: str | None) -> str:
+    """The first characters of a body, decoded leniently and redacted."""
+    text = body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    text = redact(text, secret)
+    if len(text) > BODY_EXCERPT_CHARS:
+        text = text[:BODY_EXCERPT_CHARS] + "…"
+    return text
+
+
+# ----------------------------------------------------------------------- answers
+
+
+def _load_json(body: bytes, secret: str | None) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        msg = (
+            "Devic answered 2xx with a body that is not JSON "
+            f"({type(exc).__name__}); first characters: {excerpt(body, secret)!r}"
+        )
+        raise DevicProtocolError(msg, body=excerpt(body, secret)) from None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _chat_id(obj: Mapping[str, Any]) -> str | None:
+    for key in CHAT_ID_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _content_text(content: Any) -> str | None:
+    """Text of a message's content: a string, or `{"message": ...}`."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        inner = content.get("message")
+        if isinstance(inner, str):
+            return inner
+    return None
+
+
+def _last_assistant(messages: list[Any]) -> Mapping[str, Any] | None:
+    for item in reversed(messages):
+        if isinstance(item, Mapping) and item.get("role") == "assistant":
+            return item
+    return None
+
+
+def unwrap_envelope(payload: Any) -> tuple[Any, dict[str, Any]]:
+    """Unwrap `{"success", "data", ...}`; return the payload and envelope extras."""
+    if (
+        isinstance(payload, Mapping)
+        and payload
+        and set(payload) <= _ENVELOPE_KEYS
+        and ("data" in payload or "success" in payload)
+    ):
+        extras = {k: v for k, v in payload.items() if k not in {"data", "success"}}
+        return payload.get("data"), extras
+    return payload, {}
+
+
+def parse_reply(
+    body: bytes, *, sent_chat_uuid: str | None, secret: str | None
+) -> DevicReply:
+    """Read one 2xx answer into a `DevicReply`, or raise `DevicProtocolError`.
+
+    Accepted shapes: the seed object, the platform envelope around any shape, a
+    list of chat messages, and a chat object with `messages`. The reply is the
+    last `assistant` message. A reply without an id continues `sent_chat_uuid`.
+    """
+    payload, envelope = unwrap_envelope(_load_json(body, secret))
+    if envelope.get("error") is not None or (
+        isinstance(payload, Mapping) and payload.get("success") is False
+    ):
+        msg = f"Devic answered 2xx but reported an error: {excerpt(body, secret)!r}"
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+
+    text: str | None = None
+    chat_uuid: str | None = None
+    tokens: dict[str, int | None] = {}
+    timestamp = envelope.pop("timestamp", None)
+    extra: dict[str, Any] = dict(envelope)
+
+    if isinstance(payload, list):
+        last = _last_assistant(payload)
+        if last is not None:
+            text = _content_text(last.get("content"))
+            chat_uuid = _chat_id(last)
+            tokens = _token_fields(last)
+    elif isinstance(payload, Mapping):
+        chat_uuid = _chat_id(payload)
+        tokens = _token_fields(payload)
+        timestamp = payload.get("timestamp", timestamp)
+        messages = payload.get("messages")
+        if isinstance(messages, list) and "message" not in payload:
+            last = _last_assistant(messages)
+            if last is not None:
+                text = _content_text(last.get("content"))
+                tokens = {
+                    k: v if v is not None else _token_fields(last)[k]
+                    for k, v in tokens.items()
+                }
+            extra.update(
+                {k: v for k, v in payload.items() if k not in _SEED_KEYS | {"messages"}}
+            )
+        else:
+            text = _content_text(payload.get("message"))
+            extra.update({k: v for k, v in payload.items() if k not in _SEED_KEYS})
+
+    if text is None:
+        what = (
+            "no conversation id and no reply text"
+            if chat_uuid is None
+            else (f"conversation id {chat_uuid!r} but no reply text")
+        )
+        msg = (
+            f"Devic answered 2xx with {what}; this is not a Devic reply. "
+            f"First characters: {excerpt(body, secret)!r}"
+        )
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+
+    return DevicReply(
+        text=text,
+        chat_uuid=chat_uuid or sent_chat_uuid,
+        tokens_used=tokens.get("tokens_used"),
+        input_tokens=tokens.get("input_tokens"),
+        output_tokens=tokens.get("output_tokens"),
+        timestamp=str(timestamp) if timestamp is not None else None,
+        extra=extra,
+    )
+
+
+def _token_fields(obj: Mapping[str, Any]) -> dict[str, int | None]:
+    return {
+        "tokens_used": _as_int(obj.get("tokens_used")),
+        "input_tokens": _as_int(obj.get("inputTokens")),
+        "output_tokens": _as_int(obj.get("outputTokens")),
+    }
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], body_value: Any = None, *, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait: `retry-after-ms`, then `Retry-After`, then body `retryAfter`."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lowered:
+        try:
+            return max(float(lowered["retry-after-ms"]) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    if "retry-after" in lowered:
+        raw = lowered["retry-after"].strip()
+        try:
+            return max(float(raw), 0.0)
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            now = now or datetime.now(timezone.utc)
+            return max((when - now).total_seconds(), 0.0)
+    if isinstance(body_value, (int, float)) and not isinstance(body_value, bool):
+        return max(float(body_value), 0.0)
+    return None
+
+
+def _error_fields(payload: Any) -> tuple[str | None, str | None, Any]:
+    """(message, code, retryAfter) from any of Devic's error bodies."""
+    if not isinstance(payload, Mapping):
+        return None, None, None
+    error = payload.get("error")
+    message = payload.get("message")
+    code = payload.get("code")
+    if isinstance(error, Mapping):
+        message = error.get("message", message)
+        code = error.get("code", code)
+    elif isinstance(error, str):
+        code = code or error
+    return (
+        message if isinstance(message, str) else None,
+        str(code) if code is not None else None,
+        payload.get("retryAfter"),
+    )
+
+
+def api_error(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str | None,
+    retry_after: float | None = None,
+) -> DevicAPIError:
+    """The typed exception for an HTTP error answer (token redacted throughout)."""
+    try:
+        payload: Any = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        payload = None
+    message, code, body_retry_after = _error_fields(payload)
+    if message is None:
+        message = excerpt(body, secret) or httpx.codes.get_reason_phrase(status_code)
+    message = redact(message, secret)
+    code = redact(code, secret) if code else None
+    if retry_after is None:
+        retry_after = parse_retry_after(headers, body_retry_after)
+    cls = error_class_for_status(status_code)
+    return cls(
+        message,
+        status_code=status_code,
+        code=code,
+        body=excerpt(body, secret),
+        retry_after=retry_after,
+    )

@@ -1,0 +1,195 @@
+"""Every error langchain-devic raises, in one tree.
+
+Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
+`langchain_core.exceptions.Model*Error`, so generic LangChain handlers (and
+`is_retryable`) work without knowing about Devic::
+
+    DevicError                                   (message)
+    ├── DevicAPIError                            (status_code, code, body)
+    │   ├── DevicBadRequestError          400/422  ModelInvalidRequestError
+    │   ├── DevicAuthenticationError      401      ModelAuthenticationError
+    │   ├── DevicPermissionDeniedError    403      ModelPermissionDeniedError
+    │   ├── DevicNotFoundError            404      ModelNotFoundError
+    │   ├── DevicRequestTimeoutError      408      ModelAPIError
+    │   ├── DevicConflictError            409      ModelAPIError  (chat busy)
+    │   ├── DevicRateLimitError           429      ModelRateLimitError (retry_after)
+    │   └── DevicServerError              5xx      ModelAPIError
+    ├── DevicConnectionError                       ModelConnectionError
+    ├── DevicTimeoutError                          ModelTimeoutError
+    └── DevicProtocolError     a malformed 2xx answer (not retryable)
+
+`is_retryable` is set per instance to what is *safe* to retry: a Devic message
+changes server state, so an error raised after the request may have been
+processed (a 500, a read timeout, a connection dropped mid-answer) says
+`is_retryable = False` even where the LangChain family says otherwise.
+
+No error ever holds the API key: body excerpts are redacted before they are
+stored (see `langchain_devic._wire.redact`).
+"""
+
+from __future__ import annotations
+
+from langchain_core.exceptions import (
+    ModelAPIError,
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelInvalidRequestError,
+    ModelNotFoundError,
+    ModelPermissionDeniedError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+
+#: Statuses that say the message was not processed, so sending it again is safe.
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 502, 503, 504})
+
+__all__ = [
+    "DevicAPIError",
+    "DevicAuthenticationError",
+    "DevicBadRequestError",
+    "DevicConflictError",
+    "DevicConnectionError",
+    "DevicError",
+    "DevicNotFoundError",
+    "DevicPermissionDeniedError",
+    "DevicProtocolError",
+    "DevicRateLimitError",
+    "DevicRequestTimeoutError",
+    "DevicServerError",
+    "DevicTimeoutError",
+]
+
+
+class DevicError(Exception):
+    """Base class of every langchain-devic error; `message` says what went wrong."""
+
+    is_retryable: bool = False
+
+    def __init__(self, message: str, *, is_retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if is_retryable is not None:
+            self.is_retryable = is_retryable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class DevicAPIError(DevicError):
+    """Devic answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status Devic answered with.
+        code: Devic's own error code (e.g. `"TENANT_LIMIT_EXCEEDED"`), or `None`.
+        body: The first few hundred characters of the answer, token redacted.
+        retry_after: Seconds Devic asked us to wait (`Retry-After`,
+            `retry-after-ms` or the body's `retryAfter`), or `None`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+        is_retryable: bool | None = None,
+    ) -> None:
+        if is_retryable is None:
+            is_retryable = status_code in RETRYABLE_STATUSES
+        super().__init__(message, is_retryable=is_retryable)
+        self.status_code = status_code
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        code = f" [{self.code}]" if self.code else ""
+        wait = (
+            f" (retry after {self.retry_after:g} s)"
+            if self.retry_after is not None
+            else ""
+        )
+        return f"Devic answered {self.status_code}{code}: {self.message}{wait}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, "
+            f"code={self.code!r}, message={self.message!r})"
+        )
+
+
+class DevicBadRequestError(DevicAPIError, ModelInvalidRequestError):
+    """400 or 422: Devic rejected the request; change the input, do not retry."""
+
+
+class DevicAuthenticationError(DevicAPIError, ModelAuthenticationError):
+    """401: the API key is missing, wrong or revoked; check `DEVIC_API_KEY`."""
+
+
+class DevicPermissionDeniedError(DevicAPIError, ModelPermissionDeniedError):
+    """403: the key is valid but may not run this assistant or use this option."""
+
+
+class DevicNotFoundError(DevicAPIError, ModelNotFoundError):
+    """404: the assistant id (or the chatUuid being continued) does not exist."""
+
+
+class DevicRequestTimeoutError(DevicAPIError, ModelAPIError):
+    """408: Devic timed out reading the request; it was not processed."""
+
+
+class DevicConflictError(DevicAPIError, ModelAPIError):
+    """409: the chat is still processing an earlier message; retry later."""
+
+
+class DevicRateLimitError(DevicAPIError, ModelRateLimitError):
+    """429: a rate or usage limit was hit; `retry_after` says how long to wait."""
+
+
+class DevicServerError(DevicAPIError, ModelAPIError):
+    """5xx: Devic failed; a 500 may have run the assistant, so it is not retried."""
+
+
+class DevicConnectionError(DevicError, ModelConnectionError):
+    """The connection to Devic failed or was closed before an answer arrived."""
+
+
+class DevicTimeoutError(DevicError, ModelTimeoutError):
+    """No answer in time; raise `timeout` for assistants that run long tools."""
+
+
+class DevicProtocolError(DevicError):
+    """A 2xx answer that is not a Devic reply (not JSON, or no reply and no id).
+
+    Attributes:
+        body: The first few hundred characters of the answer, token redacted.
+    """
+
+    def __init__(self, message: str, *, body: str = "") -> None:
+        super().__init__(message, is_retryable=False)
+        self.body = body
+
+
+_STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
+    400: DevicBadRequestError,
+    401: DevicAuthenticationError,
+    403: DevicPermissionDeniedError,
+    404: DevicNotFoundError,
+    408: DevicRequestTimeoutError,
+    409: DevicConflictError,
+    422: DevicBadRequestError,
+    429: DevicRateLimitError,
+}
+
+
+def error_class_for_status(status_code: int) -> type[DevicAPIError]:
+    """Return the exception class for an HTTP error status."""
+    if status_code in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status_code]
+    if status_code >= 500:
+        return DevicServerError
+    if 400 <= status_code < 500:
+        return DevicBadRequestError
+    return DevicAPIError

@@ -1,0 +1,60 @@
+"""Shared test configuration: sockets, cassettes, and the emulator fixtures.
+
+Unit tests run with sockets disabled (pytest-socket); tests that speak real HTTP
+to the loopback emulator are allowed 127.0.0.1 only. Cassettes live in
+`cassettes/` at the repository root and never hold a credential.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_tests.conftest import base_vcr_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+
+#: Headers that could carry a secret or a machine detail; redacted in cassettes.
+_REDACTED_HEADERS = [
+    ("authorization", "REDACTED"),
+    ("x-api-key", "REDACTED"),
+    ("api-key", "REDACTED"),
+    ("cookie", "REDACTED"),
+    ("set-cookie", "REDACTED"),
+    ("user-agent", "REDACTED"),
+]
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the headers a replay needs; drop server and date details."""
+    keep = {"content-type", "retry-after", "retry-after-ms"}
+    response["headers"] = {
+        k: v for k, v in response.get("headers", {}).items() if k.lower() in keep
+    }
+    return response
+
+
+@pytest.fixture(scope="session")
+def vcr_config() -> dict[str, Any]:
+    """langchain-tests' base config, matched on method, path and body.
+
+    The emulator listens on a random port, so host and port are not matched.
+    """
+    config = base_vcr_config()
+    # Replay only on CI: a missing or outdated cassette fails instead of
+    # silently re-recording. Locally, a deleted cassette is recorded anew.
+    config["record_mode"] = "none" if os.environ.get("CI") else "once"
+    config["filter_headers"] = _REDACTED_HEADERS
+    config["match_on"] = ("method", "path", "body")
+    config["before_record_response"] = _scrub_response
+    config["decode_compressed_response"] = True
+    return config
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    """One folder at the repository root, one sub-folder per test module."""
+    return str(CASSETTES / request.module.__name__.rsplit(".", 1)[-1])
