@@ -22,10 +22,12 @@ from langchain_devic.errors import (
     DevicServerError,
     DevicTimeoutError,
 )
+from langchain_devic.tools import DevicAssistantTool
 
 __all__ = [
     "ChatDevic",
     "DevicAPIError",
+    "DevicAssistantTool",
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
