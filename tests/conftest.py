@@ -8,6 +8,7 @@ to the loopback emulator are allowed 127.0.0.1 only. Cassettes live in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ _REDACTED_HEADERS = [
     ("cookie", "REDACTED"),
     ("set-cookie", "REDACTED"),
     ("user-agent", "REDACTED"),
+    ("host", None),  # the emulator's random port: not part of the match
 ]
+_LOOPBACK_PORT = re.compile(r"^(https?://(?:127\.0\.0\.1|localhost)):\d+")
+
+
+def _scrub_request(request: Any) -> Any:
+    """Drop the random loopback port from recorded URIs."""
+    request.uri = _LOOPBACK_PORT.sub(r"\1", request.uri)
+    return request
 
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +56,10 @@ def vcr_config() -> dict[str, Any]:
     # Replay only on CI: a missing or outdated cassette fails instead of
     # silently re-recording. Locally, a deleted cassette is recorded anew.
     config["record_mode"] = "none" if os.environ.get("CI") else "once"
+    config.pop("cassette_library_dir", None)  # ours comes from vcr_cassette_dir
     config["filter_headers"] = _REDACTED_HEADERS
     config["match_on"] = ("method", "path", "body")
+    config["before_record_request"] = _scrub_request
     config["before_record_response"] = _scrub_response
     config["decode_compressed_response"] = True
     return config
