@@ -99,6 +99,7 @@ class _BaseDevicClient:
         metadata: Mapping[str, Any] | None,
         extra: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
+        _wire.validate_assistant_id(assistant_id)
         body = _wire.build_request_body(
             message, chat_uuid, context=context, metadata=metadata, extra=extra
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,7 +175,10 @@ def redact(text: str, secret: str | None) -> str:
 
 def excerpt(body: bytes, secret: str | None) -> str:
     """The first characters of a body, decoded leniently and redacted."""
-    text = body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    # Decode enough bytes that a token straddling the cut is still whole when
+    # it is redacted; truncate only afterwards.
+    window = BODY_EXCERPT_CHARS * 4 + (len(secret.encode()) if secret else 0)
+    text = body[:window].decode("utf-8", errors="replace")
     text = redact(text, secret)
     if len(text) > BODY_EXCERPT_CHARS:
         text = text[:BODY_EXCERPT_CHARS] + "…"
@@ -326,22 +330,38 @@ def _token_fields(obj: Mapping[str, Any]) -> dict[str, int | None]:
 # ------------------------------------------------------------------------ errors
 
 
+def _finite_wait(value: float) -> float | None:
+    """A usable wait: finite and not negative (`nan`/`inf` are ignored)."""
+    return max(value, 0.0) if math.isfinite(value) else None
+
+
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    try:
+        return _finite_wait(float(raw))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def parse_retry_after(
     headers: Mapping[str, str], body_value: Any = None, *, now: datetime | None = None
 ) -> float | None:
-    """Seconds to wait: `retry-after-ms`, then `Retry-After`, then body `retryAfter`."""
+    """Seconds to wait: `retry-after-ms`, then `Retry-After`, then body `retryAfter`.
+
+    `Retry-After` may be seconds or an HTTP date; an unusable value (not a
+    number, `nan`, `inf`) is ignored so the caller falls back to its backoff.
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     if "retry-after-ms" in lowered:
-        try:
-            return max(float(lowered["retry-after-ms"]) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        millis = _number(lowered["retry-after-ms"])
+        if millis is not None:
+            return millis / 1000.0
     if "retry-after" in lowered:
         raw = lowered["retry-after"].strip()
-        try:
-            return max(float(raw), 0.0)
-        except ValueError:
-            pass
+        seconds = _number(raw)
+        if seconds is not None:
+            return seconds
         try:
             when = parsedate_to_datetime(raw)
         except (TypeError, ValueError, IndexError):
@@ -351,8 +371,8 @@ def parse_retry_after(
                 when = when.replace(tzinfo=timezone.utc)
             now = now or datetime.now(timezone.utc)
             return max((when - now).total_seconds(), 0.0)
-    if isinstance(body_value, (int, float)) and not isinstance(body_value, bool):
-        return max(float(body_value), 0.0)
+    if isinstance(body_value, (int, float)):
+        return _number(body_value)
     return None
 
 

@@ -29,6 +29,8 @@ stored (see `langchain_devic._wire.redact`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.exceptions import (
     ModelAPIError,
     ModelAuthenticationError,
@@ -71,6 +73,9 @@ class DevicError(Exception):
         if is_retryable is not None:
             self.is_retryable = is_retryable
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message,), {"is_retryable": self.is_retryable})
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
 
@@ -104,6 +109,23 @@ class DevicAPIError(DevicError):
         self.body = body
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle and copy with the keyword-only fields (multiprocessing, copy)."""
+        return (
+            _rebuild_api_error,
+            (
+                type(self),
+                self.message,
+                {
+                    "status_code": self.status_code,
+                    "code": self.code,
+                    "body": self.body,
+                    "retry_after": self.retry_after,
+                    "is_retryable": self.is_retryable,
+                },
+            ),
+        )
+
     def __str__(self) -> str:
         code = f" [{self.code}]" if self.code else ""
         wait = (
@@ -118,6 +140,12 @@ class DevicAPIError(DevicError):
             f"{type(self).__name__}(status_code={self.status_code}, "
             f"code={self.code!r}, message={self.message!r})"
         )
+
+
+def _rebuild_api_error(
+    cls: type[DevicAPIError], message: str, fields: dict[str, Any]
+) -> DevicAPIError:
+    return cls(message, **fields)
 
 
 class DevicBadRequestError(DevicAPIError, ModelInvalidRequestError):
@@ -170,6 +198,9 @@ class DevicProtocolError(DevicError):
     def __init__(self, message: str, *, body: str = "") -> None:
         super().__init__(message, is_retryable=False)
         self.body = body
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message,), {"body": self.body})
 
 
 _STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
