@@ -22,6 +22,7 @@ class wires them to `langchain_devic._client`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -494,6 +495,44 @@ class ChatDevic(BaseChatModel):
         asyncio.AbstractEventLoop, AsyncDevicClient
     ] = PrivateAttr(default_factory=weakref.WeakKeyDictionary)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _reset_clients(self) -> None:
+        """Give this instance its own, not-yet-built HTTP clients."""
+        object.__setattr__(
+            self,
+            "__pydantic_private__",
+            {
+                "_client": None,
+                "_async_clients": weakref.WeakKeyDictionary(),
+                "_lock": threading.Lock(),
+            },
+        )
+
+    def __copy__(self) -> Self:
+        """Copies share settings, never connection pools (a copy may change them)."""
+        new = super().__copy__()
+        new._reset_clients()
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """Deep copies keep user-supplied httpx clients and build their own pools."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        fields = {
+            key: value
+            if isinstance(value, httpx.Client | httpx.AsyncClient)
+            else copy.deepcopy(value, memo)
+            for key, value in self.__dict__.items()
+        }
+        object.__setattr__(new, "__dict__", fields)
+        object.__setattr__(
+            new, "__pydantic_extra__", copy.deepcopy(self.__pydantic_extra__, memo)
+        )
+        object.__setattr__(
+            new, "__pydantic_fields_set__", set(self.__pydantic_fields_set__)
+        )
+        new._reset_clients()
+        return new
 
     @model_validator(mode="after")
     def _validate_endpoint(self) -> Self:

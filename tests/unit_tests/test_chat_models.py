@@ -686,3 +686,22 @@ def test_runnable_lambda_context_carries_chat_uuid(
     chain = RunnableLambda(lambda text: model.invoke(text))
     chain.invoke("inside lambda", config=_config(started))
     _assert_continued(emulator, started)
+
+
+def test_copies_get_their_own_clients(model: ChatDevic) -> None:
+    import copy
+
+    built = model.client
+    deep = copy.deepcopy(model)
+    moved = model.model_copy(update={"base_url": "https://other.devic.test/v1"})
+    assert deep.client is not built
+    assert deep.http_client is model.http_client  # the user's client is kept
+    assert moved.client is not built
+    assert moved.client.base_url == "https://other.devic.test/v1"
+    assert model.client is built
+
+
+def test_copy_cannot_smuggle_an_insecure_base_url(model: ChatDevic) -> None:
+    insecure = model.model_copy(update={"base_url": "http://example.com/v1"})
+    with pytest.raises(ValueError, match="non-loopback"):
+        insecure.invoke("hi")
