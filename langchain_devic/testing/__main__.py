@@ -1,0 +1,110 @@
+"""Run the Devic emulator from a shell: `python -m langchain_devic.testing`.
+
+Serves on a loopback port until Ctrl-C (or SIGTERM) and prints the base URL and
+the fake API key to use, so a notebook or `curl` can talk to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from langchain_devic.testing._emulator import (
+    DEFAULT_API_KEY,
+    DevicEmulator,
+    is_loopback_host,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m langchain_devic.testing",
+        description="Serve a local Devic emulator on a loopback address.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port; 0 picks a free one (default: 8765)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=DEFAULT_API_KEY,
+        help="bearer token to accept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=("seed", "platform"),
+        default="seed",
+        help="answer shape (default: seed)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds each message waits (default: 0)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="makes conversation ids deterministic (default: 0)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, serve until interrupted, and return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not is_loopback_host(args.host):
+        parser.error(
+            f"refusing to listen on {args.host!r}: the emulator only serves loopback "
+            "addresses (127.0.0.0/8, ::1, localhost)."
+        )
+    if args.latency < 0:
+        parser.error("--latency must be >= 0")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be in 0..65535")
+
+    emulator = DevicEmulator(api_key=args.api_key, dialect=args.dialect, seed=args.seed)
+    emulator.latency = args.latency
+    try:
+        server = emulator.serve(host=args.host, port=args.port)
+    except OSError as exc:
+        print(
+            f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+
+    stop = threading.Event()
+
+    def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    print(
+        f"Devic emulator listening on {server.base_url} (API key: {args.api_key})",
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    print("Devic emulator stopped.", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

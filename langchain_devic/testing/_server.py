@@ -1,0 +1,278 @@
+"""The emulator's network face: a threaded HTTP/1.1 server on a loopback port.
+
+`EmulatorServer` runs a `ThreadingHTTPServer` in a daemon thread and answers
+from the emulator's core, so real clients (curl, a notebook, `httpx` with real
+sockets, vcrpy) can talk to it. It refuses any address that is not loopback,
+never logs (request lines and headers could carry secrets), keeps connections
+alive, and on `close()` stops serving, drops open connections and frees the port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from langchain_devic.testing._emulator import (
+    SERVER_NAME,
+    _Answer,
+    _json_answer,
+    is_loopback_host,
+)
+
+if TYPE_CHECKING:
+    from langchain_devic.testing._emulator import DevicEmulator
+
+__all__ = ["EmulatorServer"]
+
+#: Request bodies larger than this are refused with 413.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: How often the serving thread checks for shutdown, in seconds.
+POLL_INTERVAL = 0.05
+
+
+class _BodyError(Exception):
+    """The request body could not be read (bad length or chunking, too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands each request to the emulator core and writes what it decides."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = SERVER_NAME
+    sys_version = ""
+    server: _LoopbackHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: request lines and headers may carry secrets."""
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        try:
+            body = self._read_body()
+        except _BodyError as exc:
+            self.close_connection = True
+            error = {
+                "success": False,
+                "error": {"message": str(exc), "code": "BAD_REQUEST"},
+            }
+            self._send(_json_answer(exc.status, error))
+            return
+        try:
+            pending = emulator._prepare(
+                self.command, self.path, list(self.headers.items()), body, face="server"
+            )
+            try:
+                if pending.delay > 0:
+                    time.sleep(pending.delay)
+            except BaseException:
+                emulator._abandon(pending)
+                raise
+            outcome = emulator._complete(pending)
+        except Exception as exc:
+            # A bug (or a raising fault_policy) answers 500 instead of vanishing;
+            # the traceback still goes to stderr via handle_error.
+            self.close_connection = True
+            failure = f"Emulator error: {type(exc).__name__}: {exc}"
+            error = {
+                "success": False,
+                "error": {"message": failure, "code": "INTERNAL_ERROR"},
+            }
+            with contextlib.suppress(OSError):
+                self._send(_json_answer(500, error))
+            raise
+        if outcome.action == "answer" and outcome.answer is not None:
+            self._send(outcome.answer)
+            return
+        if outcome.action == "read_timeout" and outcome.stall > 0:
+            time.sleep(outcome.stall)
+        self._drop()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+        except ValueError:
+            raise _BodyError(400, "Invalid Content-Length") from None
+        if length < 0:
+            raise _BodyError(400, "Invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise _BodyError(413, "Request body too large")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BodyError(400, "Invalid chunked encoding") from None
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BodyError(413, "Request body too large")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(65537)
+
+    def _send(self, answer: _Answer) -> None:
+        self.send_response_only(answer.status)
+        for name, value in answer.wire_headers():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+
+    def _drop(self) -> None:
+        """Close the connection without a single byte of answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server that tracks its connections so it can drop them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, emulator: DevicEmulator, host: str, port: int) -> None:
+        self.emulator = emulator
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__((host, port), _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without the reverse DNS lookup `HTTPServer` does (it can be slow)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Remember the connection, then serve it in its own thread."""
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget the connection and close it."""
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Shut every open connection, waking handler threads blocked on them."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about connections the client (or `close()`) cut short."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class EmulatorServer:
+    """A `DevicEmulator` served over HTTP on a loopback port, in a daemon thread.
+
+    Use it as a context manager (`with emu.serve() as server:`) or call
+    `close()`; either way the port is free again afterwards.
+
+    Args:
+        emulator: The emulator whose state answers the requests.
+        host: A loopback address (`127.0.0.0/8`, `::1` or `localhost`).
+        port: The port; `0` picks a free one.
+
+    Raises:
+        ValueError: If `host` is not a loopback address.
+    """
+
+    def __init__(
+        self, emulator: DevicEmulator, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        if not is_loopback_host(host):
+            msg = (
+                f"Refusing to serve the Devic emulator on {host!r}: it accepts a "
+                "fake key and must only listen on a loopback address "
+                "(127.0.0.0/8, ::1 or localhost)."
+            )
+            raise ValueError(msg)
+        bind_host = host.strip().strip("[]")
+        if bind_host.lower() == "localhost":
+            bind_host = "127.0.0.1"
+        self.emulator = emulator
+        self._httpd = _LoopbackHTTPServer(emulator, bind_host, port)
+        self.host: str = bind_host
+        self.port: int = int(self._httpd.server_address[1])
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"devic-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        """The base URL to give a client, e.g. `http://127.0.0.1:8765/v1`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.emulator.base_path}"
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` has been called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop serving, drop open connections and free the port (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._httpd.shutdown()
+            self._thread.join()
+            self._httpd.server_close()
+            self._httpd.drop_connections()
+
+    def __enter__(self) -> EmulatorServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "serving"
+        return f"{type(self).__name__}({self.base_url!r}, {state})"
