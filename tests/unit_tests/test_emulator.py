@@ -1,7 +1,7 @@
 """The Devic emulator: one core behind an httpx transport and a loopback server.
 
-Tests that use the loopback server are marked `allow_hosts(["127.0.0.1"])`; everything else
-goes through the in-process transport and opens no socket.
+Tests that use the loopback server are marked `allow_hosts(["127.0.0.1"])`;
+everything else goes through the in-process transport and opens no socket.
 """
 
 from __future__ import annotations
