@@ -3,7 +3,9 @@
 One Devic conversation per agent thread: the tool keys the conversation by the
 runnable config's `thread_id` plus the parent checkpoint namespace, and keeps
 the thread → chatUuid map in a `langchain_core.stores.BaseStore` (in memory by
-default; a Redis or SQL store shares it across processes). Without a thread id
+default; a Redis or SQL store shares it across processes). Calls that share a
+thread run one at a time in this process (Devic refuses a second message to a
+busy chat, and parallel first calls would each open a chat). Without a thread id
 every call starts a new conversation, so two users of one tool never share a
 chat.
 
@@ -25,8 +27,9 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.stores import BaseStore, InMemoryStore
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from langchain_devic._locks import KeyedLocks
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
     DevicAuthenticationError,
@@ -130,7 +133,11 @@ class DevicAssistantTool(BaseTool):
 
     store: BaseStore[str, Any] = Field(default_factory=InMemoryStore, exclude=True)
     """Maps an agent thread to its Devic chatUuid. Any `BaseStore[str, str]` plugs
-    in: share one across tool instances or processes to share conversations."""
+    in: share one across tool instances or processes to share conversations.
+    Keys are `"{assistant_id}|{thread_key(config)}"`, so tools for different
+    assistants can share one store."""
+
+    _turns: KeyedLocks = PrivateAttr(default_factory=KeyedLocks)
 
     @model_validator(mode="before")
     @classmethod
@@ -184,20 +191,32 @@ class DevicAssistantTool(BaseTool):
             "restarted": restarted,
         }
 
-    def _warn_restart(self, key: str, chat_uuid: str) -> None:
-        logger.warning(
-            "Devic no longer knows chat %s of thread %r; starting a new conversation "
-            "for this thread.",
-            chat_uuid,
-            key,
-        )
-
     @staticmethod
     def _for_agent(error: DevicError | ValueError) -> ToolException:
         """The error text an agent reads; the original stays as `__cause__`."""
         return ToolException(f"The Devic assistant could not answer: {error}")
 
     # ------------------------------------------------------------------ runs
+
+    def _store_key(self, config: RunnableConfig) -> str | None:
+        """The thread's key in the store, per assistant: tools may share a store."""
+        key = thread_key(config)
+        return f"{self.chat_model.assistant_id}|{key}" if key is not None else None
+
+    def _should_restart(self, error: DevicNotFoundError, stored: str | None) -> bool:
+        """Whether a 404 means the stored chat vanished (so start a new one).
+
+        Not when nothing was stored, nor when Devic says the assistant itself is
+        unknown: starting over cannot help then.
+        """
+        if stored is None or "ASSISTANT" in (error.code or "").upper():
+            return False
+        logger.warning(
+            "Devic no longer knows chat %s of this thread; starting a new "
+            "conversation for it.",
+            stored,
+        )
+        return True
 
     def _run(
         self,
@@ -207,26 +226,26 @@ class DevicAssistantTool(BaseTool):
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        key = thread_key(config)
-        stored = self.store.mget([key])[0] if key and not new_conversation else None
+        key = self._store_key(config)
         child = self._child_config(config, run_manager)
-        restarted = False
-        try:
+        with self._turns.hold(key):
+            stored = self.store.mget([key])[0] if key and not new_conversation else None
+            restarted = False
             try:
-                reply = self.chat_model.invoke(message, child, chat_uuid=stored)
-            except DevicNotFoundError:
-                if stored is None:
-                    raise
-                self._warn_restart(str(key), stored)
-                restarted = True
-                reply = self.chat_model.invoke(message, child, chat_uuid=None)
-        except _FATAL_ERRORS:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
-        chat_uuid = reply.response_metadata.get("chat_uuid")
-        if key and chat_uuid:
-            self.store.mset([(key, chat_uuid)])
+                try:
+                    reply = self.chat_model.invoke(message, child, chat_uuid=stored)
+                except DevicNotFoundError as error:
+                    if not self._should_restart(error, stored):
+                        raise
+                    restarted = True
+                    reply = self.chat_model.invoke(message, child, chat_uuid=None)
+            except _FATAL_ERRORS:
+                raise
+            except (DevicError, ValueError) as error:
+                raise self._for_agent(error) from error
+            chat_uuid = reply.response_metadata.get("chat_uuid")
+            if key and chat_uuid:
+                self.store.mset([(key, chat_uuid)])
         return reply.text, self._artifact(reply, restarted=restarted)
 
     async def _arun(
@@ -237,26 +256,32 @@ class DevicAssistantTool(BaseTool):
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        key = thread_key(config)
-        stored = (
-            (await self.store.amget([key]))[0] if key and not new_conversation else None
-        )
+        key = self._store_key(config)
         child = self._child_config(config, run_manager)
-        restarted = False
-        try:
+        async with self._turns.ahold(key):
+            stored = (
+                (await self.store.amget([key]))[0]
+                if key and not new_conversation
+                else None
+            )
+            restarted = False
             try:
-                reply = await self.chat_model.ainvoke(message, child, chat_uuid=stored)
-            except DevicNotFoundError:
-                if stored is None:
-                    raise
-                self._warn_restart(str(key), stored)
-                restarted = True
-                reply = await self.chat_model.ainvoke(message, child, chat_uuid=None)
-        except _FATAL_ERRORS:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
-        chat_uuid = reply.response_metadata.get("chat_uuid")
-        if key and chat_uuid:
-            await self.store.amset([(key, chat_uuid)])
+                try:
+                    reply = await self.chat_model.ainvoke(
+                        message, child, chat_uuid=stored
+                    )
+                except DevicNotFoundError as error:
+                    if not self._should_restart(error, stored):
+                        raise
+                    restarted = True
+                    reply = await self.chat_model.ainvoke(
+                        message, child, chat_uuid=None
+                    )
+            except _FATAL_ERRORS:
+                raise
+            except (DevicError, ValueError) as error:
+                raise self._for_agent(error) from error
+            chat_uuid = reply.response_metadata.get("chat_uuid")
+            if key and chat_uuid:
+                await self.store.amset([(key, chat_uuid)])
         return reply.text, self._artifact(reply, restarted=restarted)
