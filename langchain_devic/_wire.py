@@ -77,7 +77,7 @@ class DevicReply:
 
 def is_loopback_host(host: str) -> bool:
     """Whether `host` is a loopback address: 127.0.0.0/8, `::1` or `localhost`."""
-    host = host.strip("[]").lower()
+    host = host.strip().strip("[]").lower()
     if host == "localhost":
         return True
     try:

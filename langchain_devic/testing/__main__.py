@@ -13,10 +13,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from langchain_devic._wire import is_loopback_host
 from langchain_devic.testing._emulator import (
     DEFAULT_API_KEY,
     DevicEmulator,
-    is_loopback_host,
 )
 
 

@@ -20,7 +20,6 @@ reply function, so the emulator is safe from server threads and asyncio tasks.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import random
 import threading
@@ -938,17 +937,6 @@ _NO_RECORD = RecordedRequest(
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` is `localhost`, an address in `127.0.0.0/8`, or `::1`."""
-    candidate = host.strip().strip("[]").lower()
-    if candidate == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(candidate).is_loopback
-    except ValueError:
-        return False
 
 
 def _normalize_base_path(base_path: str) -> str:

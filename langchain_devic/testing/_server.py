@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from langchain_devic._wire import is_loopback_host
 from langchain_devic.testing._emulator import (
     SERVER_NAME,
     _Answer,
     _json_answer,
-    is_loopback_host,
 )
 
 if TYPE_CHECKING:

@@ -15,11 +15,12 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_devic import ChatDevic
 from tests.integration_tests.conftest import ENDPOINT
+from tests.standard_flags import DevicCapabilities
 
 pytestmark = pytest.mark.vcr
 
 
-class TestChatDevicIntegration(ChatModelIntegrationTests):
+class TestChatDevicIntegration(DevicCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatDevic
@@ -31,26 +32,6 @@ class TestChatDevicIntegration(ChatModelIntegrationTests):
             "api_key": ENDPOINT["api_key"],
             "base_url": ENDPOINT["base_url"],
         }
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_model_override(self) -> bool:
-        return True
 
     @property
     def model_override_value(self) -> str:

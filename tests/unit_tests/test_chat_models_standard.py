@@ -9,9 +9,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_devic import ChatDevic
+from tests.standard_flags import DevicCapabilities
 
 
-class TestChatDevicUnit(ChatModelUnitTests):
+class TestChatDevicUnit(DevicCapabilities, ChatModelUnitTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatDevic
@@ -36,24 +37,6 @@ class TestChatDevicUnit(ChatModelUnitTests):
                 "base_url": "https://devic.example.test/v1",
             },
         )
-
-    # Capability flags, truthfully: Devic assistants take and return text only,
-    # and run their own tools server-side (bind_tools is not offered).
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def model_override_value(self) -> str:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from langchain_devic._wire import is_loopback_host
 from langchain_devic.testing import (
     Conversation,
     DevicEmulator,
@@ -32,7 +33,6 @@ from langchain_devic.testing import (
     RecordedRequest,
 )
 from langchain_devic.testing.__main__ import main as cli_main
-from langchain_devic.testing._emulator import is_loopback_host
 
 API_KEY = "sk-test-SECRET-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
