@@ -645,6 +645,26 @@ class ChatDevic(BaseChatModel):
             input, config, stop=stop, **self._with_config(config, kwargs)
         )
 
+    def stream_events(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`Runnable.stream_events`, with `chat_uuid` lifted from the config."""
+        return super().stream_events(input, config, **self._with_config(config, kwargs))
+
+    def astream_events(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`Runnable.astream_events`, with `chat_uuid` lifted from the config."""
+        return super().astream_events(
+            input, config, **self._with_config(config, kwargs)
+        )
+
     @staticmethod
     def _with_config(
         config: RunnableConfig | None, kwargs: dict[str, Any]

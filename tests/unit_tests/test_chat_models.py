@@ -705,3 +705,27 @@ def test_copy_cannot_smuggle_an_insecure_base_url(model: ChatDevic) -> None:
     insecure = model.model_copy(update={"base_url": "http://example.com/v1"})
     with pytest.raises(ValueError, match="non-loopback"):
         insecure.invoke("hi")
+
+
+@pytest.mark.filterwarnings(
+    "ignore::langchain_core._api.beta_decorator.LangChainBetaWarning"
+)
+def test_config_path_stream_events_v3(
+    model: ChatDevic, emulator: DevicEmulator, started: str
+) -> None:
+    stream = model.stream_events("v3 turn", config=_config(started), version="v3")
+    assert stream.output.response_metadata["chat_uuid"] == started
+    _assert_continued(emulator, started)
+
+
+async def test_config_path_astream_events_v2(
+    model: ChatDevic, emulator: DevicEmulator, started: str
+) -> None:
+    events = [
+        e
+        async for e in model.astream_events(
+            "v2 turn", config=_config(started), version="v2"
+        )
+    ]
+    assert events[-1]["event"] == "on_chat_model_end"
+    _assert_continued(emulator, started)
