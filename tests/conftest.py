@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from langchain_tests.conftest import base_vcr_config
@@ -31,9 +32,21 @@ _REDACTED_HEADERS = [
 _LOOPBACK_PORT = re.compile(r"^(https?://(?:127\.0\.0\.1|localhost)):\d+")
 
 
+#: The assistant id replays use; a live recording is rewritten to it.
+REPLAY_ASSISTANT = "integration-assistant"
+
+
 def _scrub_request(request: Any) -> Any:
-    """Drop the random loopback port from recorded URIs."""
+    """Drop the random loopback port, and a live assistant id, from URIs.
+
+    Cassettes match on the path, so a recording made against live Devic with
+    `DEVIC_ASSISTANT_ID` set must name the assistant the replay uses.
+    """
     request.uri = _LOOPBACK_PORT.sub(r"\1", request.uri)
+    live_id = os.environ.get("DEVIC_ASSISTANT_ID")
+    if live_id and os.environ.get("DEVIC_API_KEY"):
+        segment = f"/assistants/{quote(live_id, safe='')}/"
+        request.uri = request.uri.replace(segment, f"/assistants/{REPLAY_ASSISTANT}/")
     return request
 
 

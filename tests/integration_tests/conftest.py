@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from langchain_devic.testing import DevicEmulator
+from tests.conftest import REPLAY_ASSISTANT
 
 LOOPBACK = ["127.0.0.1"]
 EMULATOR_KEY = "integration-test-key"
@@ -53,6 +54,6 @@ def devic_endpoint(emulator: DevicEmulator) -> Iterator[dict[str, str]]:
         ENDPOINT.update(
             api_key=EMULATOR_KEY,
             base_url=server.base_url,
-            assistant_id="integration-assistant",
+            assistant_id=REPLAY_ASSISTANT,
         )
         yield ENDPOINT

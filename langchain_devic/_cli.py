@@ -1,0 +1,335 @@
+"""The `python -m langchain_devic` command line: `demo` (the tour) and `chat`.
+
+Both subcommands pick their Devic the same way: live Devic when `DEVIC_API_KEY`
+is set, an emulator you started when `--base-url`/`DEVIC_BASE_URL` points at a
+loopback address, else the bundled emulator, started for the run. The API key
+is never printed: errors show `str(exc)`, which the package keeps token-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+import httpx
+from langchain_core.messages import AIMessage
+from pydantic import SecretStr, ValidationError
+
+from langchain_devic._version import __version__
+from langchain_devic._wire import DEFAULT_BASE_URL, is_loopback_host
+from langchain_devic.chat_models import ChatDevic
+from langchain_devic.errors import (
+    DevicAuthenticationError,
+    DevicError,
+    DevicNotFoundError,
+    DevicPermissionDeniedError,
+)
+from langchain_devic.testing import DevicEmulator
+from langchain_devic.testing._emulator import DEFAULT_API_KEY
+
+__all__ = ["Endpoint", "main"]
+
+#: The assistant id used when none is given and an emulator answers.
+EMULATOR_ASSISTANT = "demo-assistant"
+
+#: What the emulator's default assistant does, so its replies make sense.
+EMULATOR_NOTE = (
+    "(The emulator's assistant numbers its turns in each conversation and echoes "
+    "your message.)"
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Errors a person must fix; the interactive chat stops on them and goes on
+#: after the others (a rate limit or a busy chat may pass), like the tool does.
+_FATAL_ERRORS = (
+    DevicAuthenticationError,
+    DevicPermissionDeniedError,
+    DevicNotFoundError,
+)
+
+
+class UsageError(Exception):
+    """The command line or the environment cannot work as given (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the commands send messages, and how to describe it to the user."""
+
+    base_url: str
+    api_key: SecretStr
+    assistant_id: str
+    description: str
+    is_emulator: bool = False
+
+    def chat_model(self) -> ChatDevic:
+        """A `ChatDevic` for this endpoint; bad settings raise `UsageError`."""
+        try:
+            return ChatDevic(
+                assistant_id=self.assistant_id,
+                api_key=self.api_key,
+                base_url=self.base_url,
+            )
+        except ValidationError as exc:
+            raise UsageError(_validation_text(exc)) from None
+
+
+def _validation_text(exc: ValidationError) -> str:
+    """The first validation message, without pydantic's prefix (input is hidden)."""
+    errors = exc.errors()
+    text = str(errors[0]["msg"]) if errors else str(exc)
+    return text.removeprefix("Value error, ")
+
+
+@contextlib.contextmanager
+def open_endpoint(
+    assistant: str | None, base_url: str | None, environ: Mapping[str, str]
+) -> Iterator[Endpoint]:
+    """Yield the Devic to talk to, starting (and later stopping) an emulator if needed.
+
+    Order: `DEVIC_API_KEY` set → that Devic (`--base-url`, `DEVIC_BASE_URL` or the
+    default URL; the assistant from `--assistant` or `DEVIC_ASSISTANT_ID`). No key
+    but a loopback `--base-url`/`DEVIC_BASE_URL` → the emulator listening there,
+    with its default key. Otherwise the bundled emulator on 127.0.0.1.
+    """
+    key = environ.get("DEVIC_API_KEY", "")
+    url = base_url or environ.get("DEVIC_BASE_URL") or None
+    assistant = assistant or environ.get("DEVIC_ASSISTANT_ID") or None
+    if key:
+        if assistant is None:
+            msg = (
+                "DEVIC_API_KEY is set but no assistant id is: set DEVIC_ASSISTANT_ID "
+                "or pass --assistant ID (unset DEVIC_API_KEY to use the emulator)."
+            )
+            raise UsageError(msg)
+        url = url or DEFAULT_BASE_URL
+        yield Endpoint(
+            url, SecretStr(key), assistant, f"Using Devic at {url} (DEVIC_API_KEY set)"
+        )
+        return
+    if url is not None:
+        if not _is_loopback_url(url):
+            msg = (
+                f"DEVIC_API_KEY is not set; it is needed to talk to {url}. Set it, or "
+                "leave out --base-url/DEVIC_BASE_URL to use the bundled emulator."
+            )
+            raise UsageError(msg)
+        yield Endpoint(
+            url,
+            SecretStr(DEFAULT_API_KEY),
+            assistant or EMULATOR_ASSISTANT,
+            f"Using the Devic emulator at {url} with its default key "
+            "(no DEVIC_API_KEY set)",
+            is_emulator=True,
+        )
+        return
+
+    token = secrets.token_urlsafe(24)
+    with DevicEmulator(api_key=token).serve() as server:
+        yield Endpoint(
+            server.base_url,
+            SecretStr(token),
+            assistant or EMULATOR_ASSISTANT,
+            f"Using the bundled Devic emulator at {server.base_url} "
+            "(no DEVIC_API_KEY set)",
+            is_emulator=True,
+        )
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        return is_loopback_host(httpx.URL(url.strip()).host)
+    except httpx.InvalidURL:
+        return False
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def turn_info(reply: AIMessage) -> str:
+    """`chat <chatUuid> · <n> tokens` for one reply (what a turn cost, and where)."""
+    chat = reply.response_metadata.get("chat_uuid") or "(none: cannot be continued)"
+    usage = reply.usage_metadata
+    if usage is None:
+        tokens = "tokens not reported"
+    elif usage["input_tokens"]:
+        tokens = (
+            f"{usage['total_tokens']} tokens "
+            f"({usage['input_tokens']} in, {usage['output_tokens']} out)"
+        )
+    else:
+        tokens = f"{usage['total_tokens']} tokens"
+    return f"chat {chat} · {tokens}"
+
+
+def _dim(text: str, stream: TextIO) -> str:
+    """Faint text on a colour terminal (honours `NO_COLOR`), plain otherwise."""
+    if stream.isatty() and "NO_COLOR" not in os.environ:
+        return f"\x1b[2m{text}\x1b[0m"
+    return text
+
+
+def _error(exc: BaseException) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------- commands
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from langchain_devic._demo import run_tour
+
+    with open_endpoint(args.assistant, args.base_url, os.environ) as endpoint:
+        model = endpoint.chat_model()
+        print(f"langchain-devic {__version__}: a short tour")
+        print(endpoint.description)
+        if endpoint.is_emulator:
+            print(EMULATOR_NOTE)
+        run_tour(model, sys.stdout)
+    return EXIT_OK
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    with open_endpoint(args.assistant, args.base_url, os.environ) as endpoint:
+        model = endpoint.chat_model()
+        if endpoint.is_emulator or not args.message:
+            # A one-shot call to a configured Devic stays quiet on stderr.
+            print(endpoint.description, file=sys.stderr)
+        if args.message:
+            return _one_shot(model, " ".join(args.message), args.chat_uuid)
+        return _interactive(model, endpoint.assistant_id, args.chat_uuid)
+
+
+def _one_shot(model: ChatDevic, text: str, chat_uuid: str | None) -> int:
+    """Send one message: the reply on stdout, `chat … · tokens` on stderr."""
+    if not text.strip():
+        msg = "MESSAGE is empty; give the text to send, or none to chat interactively."
+        raise UsageError(msg)
+    reply = model.invoke(text, chat_uuid=chat_uuid)
+    print(reply.text)
+    print(turn_info(reply), file=sys.stderr)
+    return EXIT_OK
+
+
+def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> int:
+    """A terminal conversation that keeps its chatUuid from turn to turn."""
+    if sys.stdin.isatty():
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+    print(
+        f"Chatting with assistant {assistant_id!r}. /new starts a new conversation; "
+        "Ctrl-D or /exit quits.",
+        file=sys.stderr,
+    )
+    while True:
+        try:
+            text = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return EXIT_OK
+        if not text:
+            continue
+        if text in {"/exit", "/quit"}:
+            return EXIT_OK
+        if text == "/new":
+            chat_uuid = None
+            note = "(a new conversation starts with your next message)"
+            print(_dim(note, sys.stdout))
+            continue
+        try:
+            reply = model.invoke(text, chat_uuid=chat_uuid)
+        except KeyboardInterrupt:
+            print()
+            return EXIT_OK
+        except DevicError as exc:
+            _error(exc)
+            if isinstance(exc, _FATAL_ERRORS):
+                return EXIT_ERROR
+            continue
+        chat_uuid = reply.response_metadata.get("chat_uuid") or chat_uuid
+        print(f"devic> {reply.text}")
+        print(_dim(f"       {turn_info(reply)}", sys.stdout))
+
+
+# --------------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint.add_argument(
+        "--assistant",
+        metavar="ID",
+        help="assistant id (default: DEVIC_ASSISTANT_ID; with an emulator, "
+        f"{EMULATOR_ASSISTANT!r})",
+    )
+    endpoint.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="API root (default: DEVIC_BASE_URL, else Devic's; a loopback URL "
+        "without DEVIC_API_KEY means an emulator you started)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m langchain_devic",
+        description="Try a Devic assistant from the terminal. Without DEVIC_API_KEY "
+        "the bundled emulator answers, so everything works offline. The key is "
+        "read from the environment only, never from the command line.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"langchain-devic {__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "demo",
+        parents=[endpoint],
+        help="a short tour: a chain, a three-turn conversation, an agent",
+        description="A short tour: one LCEL chain call, a three-turn conversation "
+        "on one chatUuid, and an agent delegating to DevicAssistantTool.",
+    )
+    chat = commands.add_parser(
+        "chat",
+        parents=[endpoint],
+        help="talk to an assistant (interactive, or one-shot with MESSAGE)",
+        description="Talk to a Devic assistant. With MESSAGE, send it once: the "
+        "reply goes to stdout, the chat id and tokens to stderr. Without, chat "
+        "interactively; the conversation id is kept from turn to turn.",
+    )
+    chat.add_argument(
+        "--chat-uuid",
+        metavar="X",
+        help="continue this conversation instead of starting a new one",
+    )
+    chat.add_argument("message", nargs="*", metavar="MESSAGE", help="one-shot message")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the process exit code."""
+    args = _parser().parse_args(argv)
+    run = _run_demo if args.command == "demo" else _run_chat
+    try:
+        return run(args)
+    except UsageError as exc:
+        _error(exc)
+        return EXIT_USAGE
+    except DevicError as exc:
+        _error(exc)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print()
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): silence the flush at exit, fail quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR

@@ -1,0 +1,368 @@
+"""`python -m langchain_devic demo` and `chat`, as a newcomer runs them.
+
+The subprocess tests run the real command with `sys.executable` and an
+environment without any `DEVIC_*` variable, so the bundled emulator answers
+(pytest-socket does not reach into subprocesses). Tests that start an emulator
+server in this process are marked `allow_hosts(["127.0.0.1"])`; the rest drive
+`langchain_devic._cli` in-process through the emulator's transport, no sockets.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage
+
+from langchain_devic import ChatDevic, DevicAuthenticationError
+from langchain_devic._cli import (
+    UsageError,
+    _interactive,
+    main,
+    open_endpoint,
+    turn_info,
+)
+from langchain_devic._demo import ScriptedPlanner, run_agent
+from langchain_devic.testing import DevicEmulator, Fault
+from langchain_devic.tools import DevicAssistantTool
+
+WRONG_KEY = "sk-wrong-TOKEN-5f3e9a7c1d"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+EMULATOR_LINE = re.compile(
+    r"^Using the bundled Devic emulator at http://127\.0\.0\.1:\d+/v1 "
+    r"\(no DEVIC_API_KEY set\)$",
+    re.MULTILINE,
+)
+TIMEOUT = 60
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without Devic settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVIC_")}
+    env.pop("CI", None)
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "langchain_devic", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env if env is not None else clean_env(),
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------- demo
+
+
+def test_demo_tours_the_bundled_emulator() -> None:
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert EMULATOR_LINE.search(out)
+    assert "1. One chain call: prompt | ChatDevic | StrOutputParser" in out
+    assert "2. A three-turn conversation" in out
+    assert "3. An agent delegating to DevicAssistantTool" in out
+
+    # The chain's prompt reached the assistant, and its reply came back as text.
+    assert "-> Reply 1 from demo-assistant: Give me one tip for visiting Lisbon." in out
+
+    # Three turns, one conversation: the same chatUuid each time, turns numbered.
+    turns = re.findall(rf"^ +chatUuid ({UUID})  tokens (\d+)$", out, re.MULTILINE)
+    assert len(turns) == 3
+    assert len({chat for chat, _ in turns}) == 1
+    assert [int(tokens) for _, tokens in turns] == sorted(
+        int(tokens) for _, tokens in turns
+    )
+    for number in (1, 2, 3):
+        assert f"devic: Reply {number} from demo-assistant:" in out
+    assert "Same chatUuid on all three turns: yes" in out
+
+    # The agent's final answer is built from the assistant's reply.
+    tool_reply = re.search(r"^   tool:    (.+)$", out, re.MULTILINE)
+    assert tool_reply is not None
+    final = out.strip().splitlines()[-3]
+    assert final.startswith("   planner: The Devic assistant answered: ")
+    assert tool_reply.group(1) in final
+    assert re.search(rf"thread 'demo-thread' -> chatUuid {UUID}  tokens \d+", out)
+    assert result.stderr == ""
+
+
+# --------------------------------------------------------------------- chat
+
+
+def test_chat_one_shot_prints_reply_then_chat_and_tokens() -> None:
+    result = run_cli("chat", "hello", "there")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Reply 1 from demo-assistant: hello there\n"
+    assert EMULATOR_LINE.search(result.stderr)
+    assert re.search(rf"^chat {UUID} · \d+ tokens$", result.stderr, re.MULTILINE)
+
+
+def test_chat_interactive_keeps_the_chat_uuid_and_exits_on_eof() -> None:
+    result = run_cli("chat", "--assistant", "helper", stdin="hi\n\nagain\n")
+    assert result.returncode == 0, result.stderr
+    replies = re.findall(r"devic> (.+)", result.stdout)
+    assert replies == ["Reply 1 from helper: hi", "Reply 2 from helper: again"]
+    chats = re.findall(rf"chat ({UUID}) · \d+ tokens", result.stdout)
+    assert len(chats) == 2
+    assert chats[0] == chats[1]
+    assert result.stdout.endswith("you> \n")  # EOF: a clean newline, exit 0
+    assert "Chatting with assistant 'helper'" in result.stderr
+
+
+def test_chat_new_command_starts_a_new_conversation() -> None:
+    result = run_cli("chat", stdin="one\n/new\ntwo\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    chats = re.findall(rf"chat ({UUID}) · \d+ tokens", result.stdout)
+    assert len(chats) == 2
+    assert chats[0] != chats[1]
+    assert re.findall(r"devic> Reply (\d)", result.stdout) == ["1", "1"]
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.parametrize("via", ["flag", "env"])
+def test_chat_wrong_key_is_one_error_line_without_the_key(via: str) -> None:
+    emulator = DevicEmulator(api_key="the-right-key")
+    with emulator.serve() as server:
+        env = clean_env(DEVIC_API_KEY=WRONG_KEY, DEVIC_ASSISTANT_ID="helper")
+        args = ["chat", "hello"]
+        if via == "flag":
+            args[1:1] = ["--base-url", server.base_url]
+        else:
+            env["DEVIC_BASE_URL"] = server.base_url
+        result = run_cli(*args, env=env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "error: Devic answered 401 [UNAUTHORIZED]: Invalid or missing API key"
+    ]
+    assert WRONG_KEY not in result.stdout + result.stderr
+    assert len(emulator.requests) == 1  # a 401 is not retried
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_chat_talks_to_an_emulator_started_elsewhere_with_its_default_key() -> None:
+    emulator = DevicEmulator()  # the default key, as `python -m ...testing` uses
+    with emulator.serve() as server:
+        result = run_cli("chat", "--base-url", server.base_url, "ping")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Reply 1 from demo-assistant: ping\n"
+    assert "with its default key (no DEVIC_API_KEY set)" in result.stderr
+
+
+def test_chat_unknown_chat_uuid_is_a_typed_error() -> None:
+    result = run_cli("chat", "--chat-uuid", "no-such-chat", "hello")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: Devic answered 404 [CHAT_NOT_FOUND]: Chat 'no-such-chat' not found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["chat", "hi"],
+            {"DEVIC_API_KEY": WRONG_KEY},
+            "error: DEVIC_API_KEY is set but no assistant id is",
+        ),
+        (
+            ["demo", "--base-url", "https://devic.example/v1"],
+            {},
+            "error: DEVIC_API_KEY is not set; it is needed to talk to",
+        ),
+        (
+            ["chat", "--assistant", "..", "hi"],
+            {"DEVIC_API_KEY": WRONG_KEY},
+            "error: assistant_id '..' is not a valid Devic assistant id",
+        ),
+    ],
+)
+def test_configuration_problems_are_usage_errors(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run_cli(*args, env=clean_env(**env))
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.splitlines()) == 1
+    assert WRONG_KEY not in result.stdout + result.stderr
+
+
+def test_no_command_is_an_argparse_usage_error() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "usage: python -m langchain_devic" in result.stderr
+
+
+# --------------------------------------------------------------- in-process
+
+
+@pytest.fixture
+def emulator() -> DevicEmulator:
+    return DevicEmulator(api_key="unit-key", seed=3)
+
+
+@pytest.fixture
+def model(emulator: DevicEmulator) -> ChatDevic:
+    return ChatDevic(
+        model="helper",
+        api_key="unit-key",
+        base_url=emulator.base_url,
+        http_client=httpx.Client(transport=emulator.transport()),
+    )
+
+
+def feed(monkeypatch: pytest.MonkeyPatch, lines: Sequence[str]) -> None:
+    """Make `input()` return `lines`, then raise EOFError."""
+    queue: Iterator[str] = iter(lines)
+
+    def fake_input(prompt: str = "") -> str:
+        print(prompt, end="")
+        try:
+            return next(queue)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+
+
+def test_interactive_goes_on_after_an_error_the_user_can_wait_out(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: DevicEmulator,
+    model: ChatDevic,
+) -> None:
+    emulator.inject(Fault.status(429, retry_after=3600))
+    feed(monkeypatch, ["first", "second"])
+    assert _interactive(model, "helper", None) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("error: Devic answered 429")
+    assert "devic> Reply 1 from helper: second" in out
+
+
+def test_interactive_stops_on_errors_a_person_must_fix(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: DevicEmulator,
+) -> None:
+    wrong = ChatDevic(
+        model="helper",
+        api_key=WRONG_KEY,
+        base_url=emulator.base_url,
+        http_client=httpx.Client(transport=emulator.transport()),
+    )
+    feed(monkeypatch, ["hello", "never sent"])
+    assert _interactive(wrong, "helper", None) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("error: Devic answered 401")
+    assert len(emulator.requests) == 1
+    assert WRONG_KEY not in out + err
+
+
+def test_interactive_ctrl_c_exits_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: ChatDevic,
+) -> None:
+    def interrupted(prompt: str = "") -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builtins, "input", interrupted)
+    assert _interactive(model, "helper", None) == 0
+    assert capsys.readouterr().out == "\n"
+
+
+def test_main_reports_typed_errors_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> AIMessage:
+        raise DevicAuthenticationError("bad key", status_code=401)
+
+    monkeypatch.setenv("DEVIC_API_KEY", WRONG_KEY)
+    monkeypatch.setenv("DEVIC_ASSISTANT_ID", "helper")
+    monkeypatch.setattr(ChatDevic, "invoke", refuse)
+    assert main(["chat", "hi"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "error: Devic answered 401: bad key\n"
+
+
+def test_open_endpoint_live_needs_an_assistant() -> None:
+    with (
+        pytest.raises(UsageError, match="DEVIC_ASSISTANT_ID"),
+        open_endpoint(None, None, {"DEVIC_API_KEY": WRONG_KEY}),
+    ):
+        pass
+
+
+def test_open_endpoint_live_defaults_to_devic() -> None:
+    environ = {"DEVIC_API_KEY": WRONG_KEY, "DEVIC_ASSISTANT_ID": "support"}
+    with open_endpoint(None, None, environ) as endpoint:
+        assert endpoint.base_url == "https://api.devic.ai/v1"
+        assert endpoint.assistant_id == "support"
+        assert not endpoint.is_emulator
+        assert WRONG_KEY not in endpoint.description
+        assert WRONG_KEY not in repr(endpoint)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (None, "tokens not reported"),
+        (
+            {"input_tokens": 0, "output_tokens": 12, "total_tokens": 12},
+            "12 tokens",
+        ),
+        (
+            {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+            "12 tokens (5 in, 7 out)",
+        ),
+    ],
+)
+def test_turn_info(usage: dict[str, int] | None, expected: str) -> None:
+    reply = AIMessage(
+        content="hi",
+        response_metadata={"chat_uuid": "c-1"},
+        usage_metadata=usage,  # type: ignore[arg-type]
+    )
+    assert turn_info(reply) == f"chat c-1 · {expected}"
+
+
+def test_scripted_planner_reports_a_tool_error(
+    emulator: DevicEmulator, model: ChatDevic
+) -> None:
+    tool = DevicAssistantTool(
+        name="devic_assistant", description="a helper", chat_model=model
+    )
+    emulator.inject(Fault.status(429, retry_after=3600))
+    messages = run_agent(ScriptedPlanner(), tool, "hello?", "thread-1")
+    assert [m.type for m in messages] == ["human", "ai", "tool", "ai"]
+    assert messages[-1].text.startswith("I could not get an answer from the assistant")
+    assert "429" in messages[-1].text
+
+
+def test_agent_thread_keeps_one_conversation(
+    emulator: DevicEmulator, model: ChatDevic
+) -> None:
+    tool = DevicAssistantTool(
+        name="devic_assistant", description="a helper", chat_model=model
+    )
+    first = run_agent(ScriptedPlanner(), tool, "one", "thread-1")
+    second = run_agent(ScriptedPlanner(), tool, "two", "thread-1")
+    assert first[2].artifact["chat_uuid"] == second[2].artifact["chat_uuid"]
+    assert second[-1].text == "The Devic assistant answered: Reply 2 from helper: two"
