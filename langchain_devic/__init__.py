@@ -5,6 +5,8 @@
 `langchain_devic.testing` holds a local Devic emulator for offline use.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from langchain_devic._version import __version__
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
@@ -22,7 +24,24 @@ from langchain_devic.errors import (
     DevicServerError,
     DevicTimeoutError,
 )
-from langchain_devic.tools import DevicAssistantTool
+
+if TYPE_CHECKING:
+    from langchain_devic.tools import DevicAssistantTool
+
+
+def __getattr__(name: str) -> Any:
+    """Import `DevicAssistantTool` on first use, keeping `import` cheap.
+
+    The tool module pulls in langchain-core's stores and tool machinery, which a
+    chat-model-only user need not pay for.
+    """
+    if name == "DevicAssistantTool":
+        from langchain_devic.tools import DevicAssistantTool
+
+        return DevicAssistantTool
+    msg = f"module 'langchain_devic' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "ChatDevic",
@@ -42,3 +61,8 @@ __all__ = [
     "DevicTimeoutError",
     "__version__",
 ]
+
+
+def __dir__() -> list[str]:
+    """List the lazily imported names too (tab completion in notebooks)."""
+    return sorted({*globals(), *__all__})

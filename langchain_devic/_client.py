@@ -132,7 +132,7 @@ class _BaseDevicClient:
                 logger.warning(
                     "Devic forked conversation %s into %s; continuing with the new id.",
                     sent_chat_uuid,
-                    reply.chat_uuid,
+                    _wire.redact(str(reply.chat_uuid), self._secret),
                 )
             if sent_chat_uuid is None and reply.chat_uuid is None:
                 logger.warning(

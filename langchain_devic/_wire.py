@@ -300,7 +300,7 @@ def parse_reply(
         what = (
             "no conversation id and no reply text"
             if chat_uuid is None
-            else (f"conversation id {chat_uuid!r} but no reply text")
+            else f"conversation id {redact(chat_uuid, secret)!r} but no reply text"
         )
         msg = (
             f"Devic answered 2xx with {what}; this is not a Devic reply. "
@@ -308,6 +308,8 @@ def parse_reply(
         )
         raise DevicProtocolError(msg, body=excerpt(body, secret))
 
+    if secret and secret in json.dumps(extra, default=str):
+        extra = json.loads(redact(json.dumps(extra, default=str), secret))
     return DevicReply(
         text=text,
         chat_uuid=chat_uuid or sent_chat_uuid,

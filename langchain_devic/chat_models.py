@@ -49,7 +49,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from typing_extensions import Self, override
 
 from langchain_devic import _wire
@@ -418,10 +418,12 @@ class ChatDevic(BaseChatModel):
         populate_by_name=True,
         arbitrary_types_allowed=True,
         hide_input_in_errors=True,
+        defer_build=True,  # build the validator on first use, not at import
     )
 
     assistant_id: str = Field(
         alias="model",
+        validate_default=True,
         default_factory=from_env(
             "DEVIC_ASSISTANT_ID",
             error_message=(
@@ -448,7 +450,8 @@ class ChatDevic(BaseChatModel):
     logged or serialized."""
 
     base_url: str = Field(
-        default_factory=from_env("DEVIC_BASE_URL", default=_wire.DEFAULT_BASE_URL)
+        default_factory=from_env("DEVIC_BASE_URL", default=_wire.DEFAULT_BASE_URL),
+        validate_default=True,
     )
     """API root (`DEVIC_BASE_URL`, default `https://api.devic.ai/v1`). Requests go to
     `{base_url}/assistants/{assistant_id}/messages`; plain `http://` is refused
@@ -534,11 +537,17 @@ class ChatDevic(BaseChatModel):
         new._reset_clients()
         return new
 
-    @model_validator(mode="after")
-    def _validate_endpoint(self) -> Self:
-        _wire.validate_assistant_id(self.assistant_id)
-        self.base_url = _wire.validate_base_url(self.base_url)
-        return self
+    # Field validators, not a model validator: a model-level error would carry
+    # every input (the API key included) in ValidationError.errors().
+    @field_validator("assistant_id")
+    @classmethod
+    def _check_assistant_id(cls, value: str) -> str:
+        return _wire.validate_assistant_id(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return _wire.validate_base_url(value)
 
     # ------------------------------------------------------------- LangChain API
 

@@ -121,7 +121,9 @@ class DevicAssistantTool(BaseTool):
         ```
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, hide_input_in_errors=True, defer_build=True
+    )
 
     args_schema: type[BaseModel] = DevicAssistantInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
