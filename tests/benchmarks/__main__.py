@@ -1,0 +1,8 @@
+"""`python -m tests.benchmarks`: run the four benchmarks and write RESULTS.md."""
+
+import sys
+
+from tests.benchmarks.run import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reliability tests: ChatDevic under load and injected faults, over loopback HTTP."""
