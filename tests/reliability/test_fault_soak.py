@@ -49,6 +49,7 @@ MAX_RETRIES = 3
 SEED = 20_251_126
 CLIENT_TIMEOUT = 1.0
 STALL = 1.5
+#: A hang guard (asyncio.wait_for), not a timing assertion.
 WALL_BUDGET = 60.0
 
 #: Cumulative thresholds of one roll in [0, 1): which fault, if any.
@@ -250,7 +251,6 @@ async def test_fault_soak(monkeypatch: pytest.MonkeyPatch) -> None:
     fault_share = sum(policy.injected.values()) / len(requests)
     assert 0.12 <= fault_share <= 0.24, fault_share
     assert retried >= 100, retried
-    assert elapsed < WALL_BUDGET, elapsed
 
     # ------------------------------------------- the oracle: the retry policy
     expected = {m: expected_outcome(m) for m in results}
