@@ -25,7 +25,7 @@ import asyncio
 import copy
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -182,7 +182,9 @@ class DevicRequest:
     metadata: dict[str, Any] | None
 
 
-def _last_index(messages: Sequence[BaseMessage], predicate: Any) -> int | None:
+def _last_index(
+    messages: Sequence[BaseMessage], predicate: Callable[[BaseMessage], bool]
+) -> int | None:
     for index in range(len(messages) - 1, -1, -1):
         if predicate(messages[index]):
             return index
@@ -198,14 +200,14 @@ def resolve_conversation(
     last reply of *this* assistant that carries an id is continued (case 3);
     else the conversation is new (case 4) and every message is unsent.
     """
-
-    def is_reply_in(chat: str) -> Any:
-        return lambda m: (
-            isinstance(m, AIMessage) and m.response_metadata.get("chat_uuid") == chat
-        )
-
     if chat_uuid is not None:
-        own = _last_index(messages, is_reply_in(chat_uuid))
+        own = _last_index(
+            messages,
+            lambda m: (
+                isinstance(m, AIMessage)
+                and m.response_metadata.get("chat_uuid") == chat_uuid
+            ),
+        )
         if own is None:
             own = _last_index(messages, lambda m: isinstance(m, AIMessage))
         return chat_uuid, 0 if own is None else own + 1
