@@ -69,7 +69,8 @@ __all__ = [
 ]
 
 PROVIDER = "devic"
-#: The keyword arguments a call may carry, besides LangChain's own.
+#: The keyword arguments a call may carry, besides LangChain's own (`stream`
+#: and `ls_*` tracing keys, which BaseChatModel itself passes down).
 CALL_KWARGS = frozenset({"chat_uuid", "context", "request_metadata", "model"})
 _TEXT_BLOCK_TYPES = frozenset({"text", "input_text", "output_text"})
 #: Blocks an AIMessage may carry that are represented elsewhere (tool_calls) or
@@ -691,12 +692,14 @@ class ChatDevic(BaseChatModel):
     def _prepare(
         self, messages: list[BaseMessage], kwargs: dict[str, Any]
     ) -> tuple[str, DevicRequest]:
-        unknown = {k for k in kwargs if k not in CALL_KWARGS and k != "stream"} - {
-            k for k in kwargs if k.startswith("ls_")
-        }
+        unknown = sorted(
+            k
+            for k in kwargs
+            if k not in CALL_KWARGS and k != "stream" and not k.startswith("ls_")
+        )
         if unknown:
             msg = (
-                f"ChatDevic got unexpected keyword argument(s) {sorted(unknown)}; "
+                f"ChatDevic got unexpected keyword argument(s) {unknown}; "
                 f"it accepts {sorted(CALL_KWARGS)}."
             )
             raise TypeError(msg)

@@ -1,0 +1,1 @@
+"""Package marker: test modules import shared fixtures as `tests.<folder>.conftest`."""

@@ -1,1 +1,1 @@
-"""Reliability tests: ChatDevic under load and injected faults, over loopback HTTP."""
+"""Package marker: test modules import shared fixtures as `tests.<folder>.conftest`."""
