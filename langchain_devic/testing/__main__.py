@@ -13,11 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from langchain_devic._wire import is_loopback_host
-from langchain_devic.testing._emulator import (
-    DEFAULT_API_KEY,
-    DevicEmulator,
-)
+from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dialect",
-        choices=("seed", "platform"),
-        default="seed",
-        help="answer shape (default: seed)",
+        choices=("flat", "platform"),
+        default="flat",
+        help="answer shape (default: flat)",
     )
     parser.add_argument(
         "--latency",
@@ -52,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds each message waits (default: 0)",
     )
     parser.add_argument(
-        "--seed",
+        "--random-seed",
         type=int,
         default=0,
         help="makes conversation ids deterministic (default: 0)",
@@ -64,20 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, serve until interrupted, and return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if not is_loopback_host(args.host):
-        parser.error(
-            f"refusing to listen on {args.host!r}: the emulator only serves loopback "
-            "addresses (127.0.0.0/8, ::1, localhost)."
-        )
     if args.latency < 0:
         parser.error("--latency must be >= 0")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be in 0..65535")
 
-    emulator = DevicEmulator(api_key=args.api_key, dialect=args.dialect, seed=args.seed)
+    emulator = DevicEmulator(
+        api_key=args.api_key, dialect=args.dialect, random_seed=args.random_seed
+    )
     emulator.latency = args.latency
     try:
         server = emulator.serve(host=args.host, port=args.port)
+    except ValueError as exc:  # not a loopback address
+        parser.error(str(exc))
     except OSError as exc:
         print(
             f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",

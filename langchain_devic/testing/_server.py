@@ -10,6 +10,7 @@ alive, and on `close()` stops serving, drops open connections and frees the port
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import socketserver
 import sys
@@ -17,19 +18,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from langchain_devic._wire import is_loopback_host
-from langchain_devic.testing._emulator import (
-    SERVER_NAME,
-    _Answer,
-    _json_answer,
-)
+from langchain_devic.testing._core import Core
+from langchain_devic.testing._render import SERVER_NAME, Answer, error_answer
 
-if TYPE_CHECKING:
-    from langchain_devic.testing._emulator import DevicEmulator
-
-__all__ = ["EmulatorServer"]
+__all__ = ["EmulatorServer", "is_loopback_host"]
 
 #: Request bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -62,41 +56,25 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyError as exc:
             self.close_connection = True
-            error = {
-                "success": False,
-                "error": {"message": str(exc), "code": "BAD_REQUEST"},
-            }
-            self._send(_json_answer(exc.status, error))
+            self._send(error_answer(exc.status, str(exc), "BAD_REQUEST"))
             return
         try:
-            pending = emulator._prepare(
+            exchange = emulator.begin(
                 self.command, self.path, list(self.headers.items()), body, face="server"
             )
-            try:
-                if pending.delay > 0:
-                    time.sleep(pending.delay)
-            except BaseException:
-                emulator._abandon(pending)
-                raise
-            outcome = emulator._complete(pending)
+            outcome = exchange.play(time.sleep)
         except Exception as exc:
             # A bug (or a raising fault_policy) answers 500 instead of vanishing;
             # the traceback still goes to stderr via handle_error.
             self.close_connection = True
             failure = f"Emulator error: {type(exc).__name__}: {exc}"
-            error = {
-                "success": False,
-                "error": {"message": failure, "code": "INTERNAL_ERROR"},
-            }
             with contextlib.suppress(OSError):
-                self._send(_json_answer(500, error))
+                self._send(error_answer(500, failure, "INTERNAL_ERROR"))
             raise
-        if outcome.action == "answer" and outcome.answer is not None:
+        if outcome.answer is not None:
             self._send(outcome.answer)
-            return
-        if outcome.action == "read_timeout" and outcome.stall > 0:
-            time.sleep(outcome.stall)
-        self._drop()
+        else:  # dropped, or a read timeout whose stall is over
+            self._drop()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
 
@@ -135,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline(65537)
 
-    def _send(self, answer: _Answer) -> None:
+    def _send(self, answer: Answer) -> None:
         self.send_response_only(answer.status)
         for name, value in answer.wire_headers():
             self.send_header(name, value)
@@ -157,7 +135,7 @@ class _LoopbackHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, emulator: DevicEmulator, host: str, port: int) -> None:
+    def __init__(self, emulator: Core, host: str, port: int) -> None:
         self.emulator = emulator
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._connections: set[socket.socket] = set()
@@ -213,9 +191,7 @@ class EmulatorServer:
         ValueError: If `host` is not a loopback address.
     """
 
-    def __init__(
-        self, emulator: DevicEmulator, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, emulator: Core, host: str = "127.0.0.1", port: int = 0) -> None:
         if not is_loopback_host(host):
             msg = (
                 f"Refusing to serve the Devic emulator on {host!r}: it accepts a "
@@ -276,3 +252,19 @@ class EmulatorServer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "serving"
         return f"{type(self).__name__}({self.base_url!r}, {state})"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is a loopback address: 127.0.0.0/8, `::1` or `localhost`.
+
+    Brackets around an IPv6 address and surrounding blanks are ignored; a name
+    that merely starts with a loopback address (`127.0.0.1.example.com`) is not
+    loopback.
+    """
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

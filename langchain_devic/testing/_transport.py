@@ -12,16 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    from langchain_devic.testing._emulator import (
-        DevicEmulator,
-        _Outcome,
-        _Pending,
-    )
+from langchain_devic.testing._core import Core, Exchange, Outcome
 
 __all__ = ["EmulatorTransport"]
 
@@ -33,7 +27,7 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         emulator: The emulator whose state answers the requests.
     """
 
-    def __init__(self, emulator: DevicEmulator) -> None:
+    def __init__(self, emulator: Core) -> None:
         self.emulator = emulator
 
     def __repr__(self) -> str:
@@ -41,40 +35,13 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request synchronously (latency is a `time.sleep`)."""
-        body = request.read()
-        pending = self._prepare(request, body)
-        limit = _read_timeout(request)
-        if limit is not None and pending.delay > limit:
-            _sleep(limit)
-            self.emulator._complete(pending)
-            raise httpx.ReadTimeout("timed out", request=request)
-        try:
-            _sleep(pending.delay)
-        except BaseException:
-            self.emulator._abandon(pending)
-            raise
-        outcome = self.emulator._complete(pending)
-        if outcome.action == "read_timeout":
-            _sleep(_stall(outcome, limit))
-        return _respond(request, outcome)
+        exchange = self._begin(request, request.read())
+        return _respond(request, exchange.play(time.sleep, _read_timeout(request)))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request without blocking the event loop while waiting."""
-        body = await request.aread()
-        pending = self._prepare(request, body)
-        limit = _read_timeout(request)
-        if limit is not None and pending.delay > limit:
-            await _asleep(limit)
-            self.emulator._complete(pending)
-            raise httpx.ReadTimeout("timed out", request=request)
-        try:
-            await _asleep(pending.delay)
-        except BaseException:
-            self.emulator._abandon(pending)
-            raise
-        outcome = self.emulator._complete(pending)
-        if outcome.action == "read_timeout":
-            await _asleep(_stall(outcome, limit))
+        exchange = self._begin(request, await request.aread())
+        outcome = await exchange.aplay(asyncio.sleep, _read_timeout(request))
         return _respond(request, outcome)
 
     def close(self) -> None:
@@ -83,25 +50,15 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Nothing to release: the transport holds no connections."""
 
-    def _prepare(self, request: httpx.Request, body: bytes) -> _Pending:
+    def _begin(self, request: httpx.Request, body: bytes) -> Exchange:
         target = request.url.raw_path.decode("ascii", errors="replace")
-        return self.emulator._prepare(
+        return self.emulator.begin(
             request.method,
             target,
             request.headers.multi_items(),
             body,
             face="transport",
         )
-
-
-def _sleep(seconds: float) -> None:
-    if seconds > 0:
-        time.sleep(seconds)
-
-
-async def _asleep(seconds: float) -> None:
-    if seconds > 0:
-        await asyncio.sleep(seconds)
 
 
 def _read_timeout(request: httpx.Request) -> float | None:
@@ -114,11 +71,7 @@ def _read_timeout(request: httpx.Request) -> float | None:
     return None
 
 
-def _stall(outcome: _Outcome, limit: float | None) -> float:
-    return outcome.stall if limit is None else min(outcome.stall, limit)
-
-
-def _respond(request: httpx.Request, outcome: _Outcome) -> httpx.Response:
+def _respond(request: httpx.Request, outcome: Outcome) -> httpx.Response:
     """Turn the core's outcome into a response, or raise what a network would."""
     if outcome.action == "connect_error":
         raise httpx.ConnectError("connection refused", request=request)

@@ -415,7 +415,7 @@ def run_scenarios(
 
 def measure(quick: bool) -> Table:
     rounds = 2 if quick else 3
-    emulator = DevicEmulator(api_key=API_KEY, seed=2)
+    emulator = DevicEmulator(api_key=API_KEY, random_seed=2)
 
     def before(scenario: Scenario) -> None:
         emulator.reset()

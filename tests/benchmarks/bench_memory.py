@@ -46,7 +46,7 @@ class Rig:
     """An emulator and a ChatDevic wired to it in-process, reset between rounds."""
 
     def __init__(self) -> None:
-        self.emulator = DevicEmulator(api_key=API_KEY, seed=0)
+        self.emulator = DevicEmulator(api_key=API_KEY, random_seed=0)
         transport = self.emulator.transport()
         self.model = ChatDevic(
             model=ASSISTANT,
@@ -61,7 +61,7 @@ class Rig:
         """Forget the emulator's log and chats; new ids never repeat old ones."""
         self._epoch += 1
         self.emulator.reset()
-        self.emulator.seed = self._epoch
+        self.emulator.random_seed = self._epoch
         gc.collect()
 
 

@@ -193,7 +193,7 @@ def _settle(emulator: DevicEmulator | None) -> Callable[[], None]:
 
 
 def devic_setup() -> tuple[DevicEmulator, ChatDevic, CapturedRequest, Any]:
-    emulator = DevicEmulator(api_key=API_KEY, seed=0)
+    emulator = DevicEmulator(api_key=API_KEY, random_seed=0)
     transport = emulator.transport()
     recorder = Recorder(transport)
     probe = ChatDevic(

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def emulator() -> DevicEmulator:
     """The session's emulator core (any assistant id exists)."""
-    return DevicEmulator(api_key=EMULATOR_KEY, seed=7)
+    return DevicEmulator(api_key=EMULATOR_KEY, random_seed=7)
 
 
 #: Filled by `devic_endpoint` for the standard suites, whose `chat_model_params`

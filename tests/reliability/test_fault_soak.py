@@ -174,7 +174,7 @@ async def test_fault_soak(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_client, "_asleep", no_wait)
     monkeypatch.setattr(_client, "_sleep", waits.append)
 
-    emulator = DevicEmulator(api_key=API_KEY, assistants=[ASSISTANT], seed=SEED)
+    emulator = DevicEmulator(api_key=API_KEY, assistants=[ASSISTANT], random_seed=SEED)
     policy = SeededFaults()
     emulator.fault_policy = policy
     results: dict[str, TurnResult] = {}

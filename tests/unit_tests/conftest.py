@@ -15,7 +15,7 @@ BASE_URL = "http://127.0.0.1/v1"
 
 @pytest.fixture
 def emulator() -> DevicEmulator:
-    return DevicEmulator(api_key=API_KEY, seed=1)
+    return DevicEmulator(api_key=API_KEY, random_seed=1)
 
 
 def make_model(emulator: DevicEmulator, **overrides: object) -> ChatDevic:

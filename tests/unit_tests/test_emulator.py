@@ -6,6 +6,7 @@ everything else goes through the in-process transport and opens no socket.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -17,26 +18,30 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from langchain_devic._wire import is_loopback_host
+import langchain_devic.testing
+from langchain_devic import _wire
 from langchain_devic.testing import (
     Conversation,
     DevicEmulator,
     EmulatorServer,
     EmulatorTransport,
     Fault,
+    FaultKind,
     RecordedRequest,
 )
 from langchain_devic.testing.__main__ import main as cli_main
+from langchain_devic.testing._server import is_loopback_host
 
 API_KEY = "sk-test-SECRET-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-#: The first two conversation ids of an emulator built with seed=7.
+#: The first two conversation ids of an emulator built with random_seed=7.
 CHAT_0 = "e8fa2556-08c3-4ba7-b8ca-1a52b38f0e68"
 CHAT_1 = "0e55f757-b845-4dd9-936f-df80fd422fb5"
 #: Refused on purpose: the emulator must never listen on every interface.
@@ -75,7 +80,7 @@ def without_timestamps(body: Any) -> Any:
 
 @pytest.fixture
 def emu() -> DevicEmulator:
-    return DevicEmulator(api_key=API_KEY, seed=7)
+    return DevicEmulator(api_key=API_KEY, random_seed=7)
 
 
 @pytest.fixture
@@ -120,8 +125,8 @@ def three_turns(client: httpx.Client) -> list[httpx.Response]:
 
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_transport_and_server_give_the_same_answers() -> None:
-    in_process = DevicEmulator(api_key=API_KEY, seed=7)
-    networked = DevicEmulator(api_key=API_KEY, seed=7)
+    in_process = DevicEmulator(api_key=API_KEY, random_seed=7)
+    networked = DevicEmulator(api_key=API_KEY, random_seed=7)
     with httpx.Client(
         transport=in_process.transport(), base_url=in_process.base_url, headers=AUTH
     ) as c:
@@ -527,6 +532,58 @@ async def test_409_with_async_tasks(emu: DevicEmulator) -> None:
     assert sorted([one.status_code, two.status_code]) == [200, 409]
 
 
+async def test_a_cancelled_wait_frees_the_chat(emu: DevicEmulator) -> None:
+    async with httpx.AsyncClient(
+        transport=emu.transport(), base_url=emu.base_url, headers=AUTH
+    ) as c:
+        first = await c.post("/assistants/helper/messages", json={"message": "a"})
+        chat = first.json()["chatUuid"]
+        emu.latency = 5.0
+        payload = {"message": "cut", "chatUuid": chat}
+        task = asyncio.create_task(c.post("/assistants/helper/messages", json=payload))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        emu.latency = 0
+        payload = {"message": "again", "chatUuid": chat}
+        again = await c.post("/assistants/helper/messages", json=payload)
+    assert again.status_code == 200  # not 409: the abandoned turn let go
+    assert again.json()["message"] == "Reply 2 from helper: again"
+    assert [(r.message, r.status) for r in emu.requests] == [
+        ("a", 200),
+        ("cut", None),
+        ("again", 200),
+    ]
+
+
+def test_an_interrupted_wait_frees_the_chat(
+    emu: DevicEmulator, client: httpx.Client
+) -> None:
+    """The faces' interface: `begin()`, then `play()` with the face's own sleep."""
+    chat = send(client, "first").json()["chatUuid"]
+    emu.latency = 5.0
+    exchange = emu.begin(
+        "POST",
+        "/v1/assistants/helper/messages",
+        [*AUTH.items(), ("Content-Type", "application/json")],
+        json.dumps({"message": "cut", "chatUuid": chat}).encode(),
+        face="server",
+    )
+    waits: list[float] = []
+
+    def interrupted(seconds: float) -> None:
+        waits.append(seconds)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        exchange.play(interrupted)
+    assert waits == [5.0]
+    emu.latency = 0
+    assert send(client, "again", chat).json()["message"] == "Reply 2 from helper: again"
+    assert [r.status for r in emu.requests] == [200, None, 200]
+
+
 # ------------------------------------------------------------------ faults
 
 
@@ -782,11 +839,52 @@ def test_fault_constructors_validate() -> None:
     )
 
 
+TURN_RUNNING_KINDS = {"latency", "drop_after_processing", "read_timeout"}
+
+
+@pytest.mark.parametrize("kind", get_args(FaultKind))
+def test_every_fault_kind_has_one_effect_on_each_face(kind: FaultKind) -> None:
+    fault = Fault(kind=kind, code=503, body=b"")
+    transport, server = fault.effect("transport"), fault.effect("server")
+    assert fault.runs_turn is (kind in TURN_RUNNING_KINDS)
+    assert transport.runs_turn is server.runs_turn is fault.runs_turn
+    # Only a refused connection never reaches the in-process face; the server
+    # has already accepted it, so there it is a dropped connection.
+    assert transport.arrives is (kind != "connect_error")
+    assert server.arrives
+    assert server.action != "connect_error"
+    assert Fault(kind="status", code=500).runs_turn
+
+
 # ----------------------------------------------------------------- dialects
 
 
+def test_dialects_are_flat_and_platform() -> None:
+    emu = DevicEmulator(random_seed=7)
+    assert emu.dialect == "flat"
+    assert emu.random_seed == 7
+    assert repr(emu) == (
+        "DevicEmulator(dialect='flat', random_seed=7, base_path='/v1')"
+    )
+    with pytest.raises(ValueError, match="'flat' or 'platform'"):
+        DevicEmulator(dialect="seed")  # type: ignore[arg-type]
+
+
+def test_cli_names_the_dialects_and_the_random_seed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        cli_main(["--dialect", "seed"])
+    assert excinfo.value.code == 2
+    assert "'flat', 'platform'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        cli_main(["--help"])
+    assert excinfo.value.code == 0
+    assert "--random-seed" in capsys.readouterr().out
+
+
 def test_platform_dialect_answers_the_enveloped_chat_object() -> None:
-    emu = DevicEmulator(api_key=API_KEY, dialect="platform", seed=7)
+    emu = DevicEmulator(api_key=API_KEY, dialect="platform", random_seed=7)
     with httpx.Client(
         transport=emu.transport(), base_url=emu.base_url, headers=AUTH
     ) as c:
@@ -964,16 +1062,15 @@ def test_serve_refuses_non_loopback_hosts(host: str) -> None:
 
 
 def test_loopback_hosts() -> None:
-    for host in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]:
+    loopback = ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]
+    remote = ["", ALL_INTERFACES, "10.0.0.1", "localhost.evil.com", "127.0.0.1.nip.io"]
+    for host in loopback:
         assert is_loopback_host(host), host
-    for host in [
-        "",
-        ALL_INTERFACES,
-        "10.0.0.1",
-        "localhost.evil.com",
-        "127.0.0.1.nip.io",
-    ]:
+    for host in remote:
         assert not is_loopback_host(host), host
+    # The emulator keeps its own copy of the rule; it must agree with the client's.
+    for host in [*loopback, *remote, "127.0.0.1.example.com", " ::1 ", "::"]:
+        assert is_loopback_host(host) == _wire.is_loopback_host(host), host
 
 
 # --------------------------------------------------------------------- CLI
@@ -1030,3 +1127,107 @@ def test_cli_refuses_non_loopback_hosts(capsys: pytest.CaptureFixture[str]) -> N
         cli_main(["--host", ALL_INTERFACES])
     assert excinfo.value.code == 2
     assert "loopback" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ layout
+
+
+TESTING = Path(langchain_devic.testing.__file__).parent
+PACKAGE = "langchain_devic.testing"
+#: What the emulator must never import: the client it is meant to judge.
+CLIENT_MODULES = {
+    "langchain_devic._wire",
+    "langchain_devic._client",
+    "langchain_devic.chat_models",
+}
+
+
+def module_name(path: Path) -> str:
+    return PACKAGE if path.stem == "__init__" else f"{PACKAGE}.{path.stem}"
+
+
+def imports_of(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import in a file (type-checking and function-level ones too)."""
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import in {path.name}"
+            assert node.module is not None
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def imported_modules(module: str, names: list[str]) -> set[str]:
+    """`module`, and each imported name that is itself a module of the package."""
+    modules = {module}
+    modules.update(
+        f"{module}.{name}"
+        for name in names
+        if (TESTING / f"{name}.py").exists() and module == PACKAGE
+    )
+    modules.update(f"{module}.{name}" for name in names if module == "langchain_devic")
+    return modules
+
+
+def test_the_emulator_imports_nothing_of_the_client() -> None:
+    files = sorted(TESTING.glob("*.py"))
+    assert {f.stem for f in files} >= {
+        "__init__",
+        "__main__",
+        "_core",
+        "_faults",
+        "_render",
+        "_server",
+        "_transport",
+    }
+    for path in files:
+        for module, names in imports_of(path):
+            reached = imported_modules(module, names)
+            assert not reached & CLIENT_MODULES, f"{path.name} imports {module}"
+            ours = [m for m in reached if m.split(".")[0] == "langchain_devic"]
+            for name in ours:
+                assert name == PACKAGE or name.startswith(f"{PACKAGE}."), (
+                    f"{path.name} imports {name}: the emulator stands alone"
+                )
+
+
+def test_the_emulator_cli_uses_only_the_public_api() -> None:
+    ours = [
+        (module, names)
+        for module, names in imports_of(TESTING / "__main__.py")
+        if module.split(".")[0] == "langchain_devic"
+    ]
+    assert ours, "__main__ should import the emulator"
+    for module, names in ours:
+        assert module == PACKAGE, module
+        assert set(names) <= set(langchain_devic.testing.__all__), names
+
+
+def test_the_emulator_modules_import_each_other_without_a_cycle() -> None:
+    graph = {
+        module_name(path): {
+            reached
+            for module, names in imports_of(path)
+            for reached in imported_modules(module, names)
+            if reached == PACKAGE or reached.startswith(f"{PACKAGE}.")
+        }
+        - {module_name(path)}
+        for path in TESTING.glob("*.py")
+    }
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, " -> ".join((*path, node))
+        if node in done:
+            return
+        for successor in sorted(graph.get(node, set())):
+            visit(successor, (*path, node))
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, ())
+    # The faces and the pieces below them never reach back for the facade.
+    for module in ("_core", "_faults", "_render", "_server", "_transport"):
+        assert PACKAGE not in graph[f"{PACKAGE}.{module}"], module
