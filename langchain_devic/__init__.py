@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any
 from langchain_devic._version import __version__
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
+    FATAL_ERRORS,
+    RETRYABLE_ERRORS,
     DevicAPIError,
     DevicAuthenticationError,
     DevicBadRequestError,
     DevicConflictError,
+    DevicConnectError,
     DevicConnectionError,
+    DevicConnectTimeoutError,
     DevicError,
     DevicNotFoundError,
     DevicPermissionDeniedError,
@@ -22,6 +26,7 @@ from langchain_devic.errors import (
     DevicRateLimitError,
     DevicRequestTimeoutError,
     DevicServerError,
+    DevicServiceUnavailableError,
     DevicTimeoutError,
 )
 
@@ -44,12 +49,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FATAL_ERRORS",
+    "RETRYABLE_ERRORS",
     "ChatDevic",
     "DevicAPIError",
     "DevicAssistantTool",
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
+    "DevicConnectError",
+    "DevicConnectTimeoutError",
     "DevicConnectionError",
     "DevicError",
     "DevicNotFoundError",
@@ -58,6 +67,7 @@ __all__ = [
     "DevicRateLimitError",
     "DevicRequestTimeoutError",
     "DevicServerError",
+    "DevicServiceUnavailableError",
     "DevicTimeoutError",
     "__version__",
 ]

@@ -1,19 +1,23 @@
-"""The retry policy's numbers and decisions, as pure functions.
+"""The retry policy: its numbers and its one decision, free of I/O.
 
 A Devic message changes server state, so only answers that say the message was
 *not* processed are retried (408, 409, 429, 502, 503, 504), plus failures to
 connect, where no byte of the request left this machine. Everything else (a 500,
 a read timeout, a connection dropped mid-answer) may have run the assistant and
-is raised at once: retrying it could post the turn twice.
+is raised at once: retrying it could post the turn twice. The clients keep only
+their I/O (send, sleep); `next_wait` decides.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Protocol
 
 import httpx
 
-from langchain_devic.errors import RETRYABLE_STATUSES
+#: Statuses that say the message was not processed, so sending it again is safe.
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 502, 503, 504})
 
 DEFAULT_MAX_RETRIES = 2
 INITIAL_BACKOFF = 0.5
@@ -38,7 +42,21 @@ __all__ = [
     "PRE_SEND_ERRORS",
     "RETRYABLE_STATUSES",
     "backoff_delay",
+    "next_wait",
+    "sent_nothing",
 ]
+
+
+class RetryableFailure(Protocol):
+    """What the decision reads of an error (every `DevicError` has both)."""
+
+    is_retryable: bool
+    retry_after: float | None
+
+
+def sent_nothing(exc: httpx.TransportError) -> bool:
+    """Whether a transport failure happened before any byte of the request left."""
+    return isinstance(exc, PRE_SEND_ERRORS)
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
@@ -51,3 +69,20 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
 def retry_wait(retry_after: float | None, attempt: int) -> float:
     """The wait before the next attempt: the server's word, else our backoff."""
     return retry_after if retry_after is not None else backoff_delay(attempt)
+
+
+def next_wait(error: RetryableFailure, attempt: int, max_retries: int) -> float | None:
+    """Seconds to wait before attempt `attempt + 2`, or `None` to raise `error` now.
+
+    `attempt` counts the retries already made (0 after the first try). An error
+    that is not safe to repeat, a spent budget, or a server-requested wait above
+    `MAX_RETRY_AFTER` all mean: raise.
+    """
+    if not error.is_retryable or attempt >= max_retries:
+        return None
+    retry_after = error.retry_after
+    if retry_after is not None and (
+        not math.isfinite(retry_after) or retry_after > MAX_RETRY_AFTER
+    ):
+        return None
+    return retry_wait(retry_after, attempt)

@@ -14,14 +14,23 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     │   ├── DevicConflictError            409      ModelAPIError  (chat busy)
     │   ├── DevicRateLimitError           429      ModelRateLimitError (retry_after)
     │   └── DevicServerError              5xx      ModelAPIError
+    │       └── DevicServiceUnavailableError  502/503/504 (not processed)
     ├── DevicConnectionError                       ModelConnectionError
+    │   └── DevicConnectError         could not connect: nothing was sent
     ├── DevicTimeoutError                          ModelTimeoutError
-    └── DevicProtocolError     a malformed 2xx answer (not retryable)
+    │   └── DevicConnectTimeoutError  timed out connecting: nothing was sent
+    └── DevicProtocolError                         ModelAPIError
+                               a malformed 2xx answer (not retryable)
 
 `is_retryable` is set per instance to what is *safe* to retry: a Devic message
 changes server state, so an error raised after the request may have been
 processed (a 500, a read timeout, a connection dropped mid-answer) says
 `is_retryable = False` even where the LangChain family says otherwise.
+
+`RETRYABLE_ERRORS` lists the classes that are only ever raised for a turn Devic
+certainly did not process, for retry helpers that match on types::
+
+    model.with_retry(retry_if_exception_type=RETRYABLE_ERRORS)
 
 No error ever holds the API key: body excerpts are redacted before they are
 stored (see `langchain_devic._wire.redact`).
@@ -42,14 +51,17 @@ from langchain_core.exceptions import (
     ModelTimeoutError,
 )
 
-#: Statuses that say the message was not processed, so sending it again is safe.
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 502, 503, 504})
+from langchain_devic._retry import RETRYABLE_STATUSES
 
 __all__ = [
+    "FATAL_ERRORS",
+    "RETRYABLE_ERRORS",
     "DevicAPIError",
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
+    "DevicConnectError",
+    "DevicConnectTimeoutError",
     "DevicConnectionError",
     "DevicError",
     "DevicNotFoundError",
@@ -58,6 +70,7 @@ __all__ = [
     "DevicRateLimitError",
     "DevicRequestTimeoutError",
     "DevicServerError",
+    "DevicServiceUnavailableError",
     "DevicTimeoutError",
 ]
 
@@ -66,6 +79,8 @@ class DevicError(Exception):
     """Base class of every langchain-devic error; `message` says what went wrong."""
 
     is_retryable: bool = False
+    #: Seconds the server asked us to wait before trying again, if it said so.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, is_retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -180,15 +195,31 @@ class DevicServerError(DevicAPIError, ModelAPIError):
     """5xx: Devic failed; a 500 may have run the assistant, so it is not retried."""
 
 
+class DevicServiceUnavailableError(DevicServerError):
+    """502, 503 or 504: a gateway or Devic refused the request; it was not processed."""
+
+
 class DevicConnectionError(DevicError, ModelConnectionError):
     """The connection to Devic failed or was closed before an answer arrived."""
+
+
+class DevicConnectError(DevicConnectionError):
+    """Devic could not be reached at all: no byte of the request was sent."""
+
+    is_retryable = True
 
 
 class DevicTimeoutError(DevicError, ModelTimeoutError):
     """No answer in time; raise `timeout` for assistants that run long tools."""
 
 
-class DevicProtocolError(DevicError):
+class DevicConnectTimeoutError(DevicTimeoutError):
+    """Connecting to Devic (or waiting for a free connection) timed out: unsent."""
+
+    is_retryable = True
+
+
+class DevicProtocolError(DevicError, ModelAPIError):
     """A 2xx answer that is not a Devic reply (not JSON, or no reply and no id).
 
     Attributes:
@@ -212,6 +243,9 @@ _STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
     409: DevicConflictError,
     422: DevicBadRequestError,
     429: DevicRateLimitError,
+    502: DevicServiceUnavailableError,
+    503: DevicServiceUnavailableError,
+    504: DevicServiceUnavailableError,
 }
 
 
@@ -224,3 +258,25 @@ def error_class_for_status(status_code: int) -> type[DevicAPIError]:
     if 400 <= status_code < 500:
         return DevicBadRequestError
     return DevicAPIError
+
+
+#: Errors a person must fix (a wrong key, a forbidden assistant, an unknown
+#: assistant): the tool raises them instead of telling the agent, and the
+#: interactive chat stops on them.
+FATAL_ERRORS: tuple[type[DevicAPIError], ...] = (
+    DevicAuthenticationError,
+    DevicPermissionDeniedError,
+    DevicNotFoundError,
+)
+
+#: Errors raised only for a turn Devic certainly did not process, so sending it
+#: again cannot post it twice: for retry helpers that match on types, such as
+#: `Runnable.with_retry(retry_if_exception_type=RETRYABLE_ERRORS)`.
+RETRYABLE_ERRORS: tuple[type[DevicError], ...] = (
+    DevicRequestTimeoutError,
+    DevicConflictError,
+    DevicRateLimitError,
+    DevicServiceUnavailableError,
+    DevicConnectError,
+    DevicConnectTimeoutError,
+)

@@ -33,6 +33,7 @@ from langchain_devic.errors import (
     DevicRateLimitError,
     DevicRequestTimeoutError,
     DevicServerError,
+    DevicServiceUnavailableError,
     DevicTimeoutError,
     error_class_for_status,
 )
@@ -53,9 +54,9 @@ TOKEN = "devic-test-TOKEN-4f9a1c"
         (429, DevicRateLimitError, ModelRateLimitError, True),
         (500, DevicServerError, ModelAPIError, False),
         (501, DevicServerError, ModelAPIError, False),
-        (502, DevicServerError, ModelAPIError, True),
-        (503, DevicServerError, ModelAPIError, True),
-        (504, DevicServerError, ModelAPIError, True),
+        (502, DevicServiceUnavailableError, ModelAPIError, True),
+        (503, DevicServiceUnavailableError, ModelAPIError, True),
+        (504, DevicServiceUnavailableError, ModelAPIError, True),
         (599, DevicServerError, ModelAPIError, False),
         (418, DevicBadRequestError, ModelInvalidRequestError, False),
     ],
@@ -181,8 +182,13 @@ def test_every_error_is_exported() -> None:
         "DevicRateLimitError",
         "DevicServerError",
         "DevicConnectionError",
+        "DevicConnectError",
         "DevicTimeoutError",
+        "DevicConnectTimeoutError",
+        "DevicServiceUnavailableError",
         "DevicProtocolError",
+        "FATAL_ERRORS",
+        "RETRYABLE_ERRORS",
     }
     assert set(errors.__all__) == expected
 

@@ -16,6 +16,8 @@ EXPECTED_ALL = {
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
+    "DevicConnectError",
+    "DevicConnectTimeoutError",
     "DevicConnectionError",
     "DevicError",
     "DevicNotFoundError",
@@ -24,7 +26,10 @@ EXPECTED_ALL = {
     "DevicRateLimitError",
     "DevicRequestTimeoutError",
     "DevicServerError",
+    "DevicServiceUnavailableError",
     "DevicTimeoutError",
+    "FATAL_ERRORS",
+    "RETRYABLE_ERRORS",
     "__version__",
 }
 
