@@ -121,6 +121,34 @@ def validate_assistant_id(assistant_id: str) -> str:
     return assistant_id
 
 
+def validate_api_key(api_key: str) -> str:
+    """Return the key if it can travel in an `Authorization` header, else raise.
+
+    A blank key, or one with surrounding whitespace (a pasted newline), would
+    only fail later, at send time, with a misleading transport error. The
+    message never repeats the key.
+    """
+    if not api_key.strip():
+        msg = (
+            "The Devic API key is empty: set DEVIC_API_KEY (or pass api_key=) to "
+            "the token from the assistant's 'Get Code' dialog."
+        )
+        raise ValueError(msg)
+    if api_key != api_key.strip():
+        msg = (
+            "The Devic API key has leading or trailing whitespace (a pasted newline?):"
+            " remove it from DEVIC_API_KEY or api_key=."
+        )
+        raise ValueError(msg)
+    if not (api_key.isascii() and api_key.isprintable()):
+        msg = (
+            "The Devic API key holds characters an HTTP header cannot carry "
+            "(control or non-ASCII characters): check DEVIC_API_KEY."
+        )
+        raise ValueError(msg)
+    return api_key
+
+
 def messages_url(base_url: str, assistant_id: str) -> str:
     """The endpoint URL, with the assistant id percent-encoded as one segment."""
     return f"{base_url}/assistants/{quote(assistant_id, safe='')}/messages"
@@ -192,11 +220,14 @@ def _load_json(body: bytes, secret: str | None) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
-        msg = (
-            "Devic answered 2xx with a body that is not JSON "
-            f"({type(exc).__name__}); first characters: {excerpt(body, secret)!r}"
-        )
-        raise DevicProtocolError(msg, body=excerpt(body, secret)) from None
+        failure = type(exc).__name__
+    # Raised outside the handler: the decoder's error holds the whole body (which
+    # may echo the token), and must not ride along as `__context__`.
+    msg = (
+        "Devic answered 2xx with a body that is not JSON "
+        f"({failure}); first characters: {excerpt(body, secret)!r}"
+    )
+    raise DevicProtocolError(msg, body=excerpt(body, secret))
 
 
 def _as_int(value: Any) -> int | None:

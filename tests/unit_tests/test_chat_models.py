@@ -32,8 +32,7 @@ from langchain_devic import (
     DevicRateLimitError,
     DevicServerError,
 )
-from langchain_devic._wire import DevicReply
-from langchain_devic.chat_models import (
+from langchain_devic._convert import (
     TRANSCRIPT_OPEN,
     build_devic_request,
     message_text,
@@ -41,6 +40,7 @@ from langchain_devic.chat_models import (
     reply_to_message,
     usage_from_reply,
 )
+from langchain_devic._wire import DevicReply
 from langchain_devic.testing import Conversation, DevicEmulator, Fault
 from tests.unit_tests.conftest import API_KEY, ASSISTANT, make_model
 

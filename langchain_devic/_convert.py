@@ -1,0 +1,401 @@
+"""LangChain messages to a Devic turn, and Devic replies to LangChain messages.
+
+Pure functions, tested directly; `ChatDevic` wires them to the HTTP client.
+
+1. **Which conversation** (`resolve_conversation`): the id given by keyword or
+   config, else the id on the last `AIMessage` from this assistant, else a new
+   conversation.
+2. **What is sent** (`build_devic_request`): continuing, only the messages after
+   that conversation's last reply; a new conversation gets earlier turns as a
+   labelled transcript (`history="transcript"`) or the final turn alone
+   (`history="last"`). `SystemMessage` text travels in `context["system"]`.
+3. **What comes back** (`reply_to_message`, `reply_to_chunk`): the reply text,
+   the conversation id and assistant in `response_metadata`, Devic's token
+   count as `usage_metadata`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+
+from langchain_devic import _wire
+
+PROVIDER = "devic"
+#: The keyword arguments a call may carry, besides LangChain's own (`stream`
+#: and `ls_*` tracing keys, which BaseChatModel itself passes down).
+CALL_KWARGS = frozenset({"chat_uuid", "context", "request_metadata", "model"})
+_TEXT_BLOCK_TYPES = frozenset({"text", "input_text", "output_text"})
+#: Blocks an AIMessage may carry that are represented elsewhere (tool_calls) or
+#: are the other model's private reasoning; they are not content to forward.
+_AI_SKIPPED_BLOCK_TYPES = frozenset(
+    {"tool_use", "tool_call", "tool_call_chunk", "reasoning", "thinking"}
+)
+TRANSCRIPT_OPEN = "<conversation_history>"
+TRANSCRIPT_CLOSE = "</conversation_history>"
+
+History = Literal["transcript", "last"]
+
+
+# ---------------------------------------------------------------- messages → text
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text of a message; non-text content blocks raise a clear `ValueError`.
+
+    Devic's `message` field is text: text blocks are joined, and an image, audio
+    or file block is refused rather than silently dropped.
+    """
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+            continue
+        block_type = block.get("type")
+        if block_type in _TEXT_BLOCK_TYPES:
+            parts.append(str(block.get("text", "")))
+        elif isinstance(message, AIMessage) and block_type in _AI_SKIPPED_BLOCK_TYPES:
+            continue
+        else:
+            msg = (
+                f"ChatDevic sends text only, but a {type(message).__name__} holds a "
+                f"{block_type!r} content block. Devic's message field is plain text: "
+                "remove the block, or describe it in text (e.g. an image's URL)."
+            )
+            raise ValueError(msg)
+    return "".join(parts)
+
+
+def _label(message: BaseMessage, assistant_id: str) -> str:
+    if isinstance(message, HumanMessage):
+        return f"User ({message.name})" if message.name else "User"
+    if isinstance(message, AIMessage):
+        origin = message.response_metadata.get("assistant_id")
+        if message.name:
+            return f"Assistant ({message.name})"
+        if origin and origin != assistant_id:
+            return f"Assistant ({origin})"
+        return "Assistant"
+    if isinstance(message, ToolMessage):
+        return f"Tool result ({message.name or message.tool_call_id})"
+    if isinstance(message, SystemMessage):
+        return "System"
+    role = getattr(message, "role", None) or message.type
+    return str(role).capitalize()
+
+
+def _transcript_line(message: BaseMessage, assistant_id: str) -> str:
+    text = message_text(message)
+    if isinstance(message, AIMessage) and message.tool_calls:
+        calls = "; ".join(f"{c['name']}({c['args']})" for c in message.tool_calls)
+        text = (
+            f"{text}\n[called tools: {calls}]" if text else f"[called tools: {calls}]"
+        )
+    return f"{_label(message, assistant_id)}: {text}"
+
+
+def _trailing_human(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    start = len(messages)
+    while start > 0 and isinstance(messages[start - 1], HumanMessage):
+        start -= 1
+    return list(messages[start:])
+
+
+def render_turns(messages: Sequence[BaseMessage], assistant_id: str) -> str:
+    """One Devic `message` from several LangChain messages (no system messages).
+
+    One human message is sent as its exact text; several human messages are
+    joined by a blank line; anything else among them (another assistant's reply,
+    a tool result) makes the earlier turns a delimited, role-labelled transcript
+    placed before the final user turn.
+    """
+    if all(isinstance(m, HumanMessage) for m in messages):
+        return "\n\n".join(message_text(m) for m in messages)
+    final = _trailing_human(messages)
+    earlier = messages[: len(messages) - len(final)]
+    lines = "\n".join(_transcript_line(m, assistant_id) for m in earlier)
+    transcript = f"{TRANSCRIPT_OPEN}\n{lines}\n{TRANSCRIPT_CLOSE}"
+    if not final:
+        return transcript
+    return transcript + "\n\n" + "\n\n".join(message_text(m) for m in final)
+
+
+# ------------------------------------------------------- conversation resolution
+
+
+@dataclass(frozen=True)
+class DevicRequest:
+    """What one ChatDevic call sends: the text, the conversation and the context."""
+
+    message: str
+    chat_uuid: str | None
+    context: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+
+
+def _last_index(
+    messages: Sequence[BaseMessage], predicate: Callable[[BaseMessage], bool]
+) -> int | None:
+    for index in range(len(messages) - 1, -1, -1):
+        if predicate(messages[index]):
+            return index
+    return None
+
+
+def _check_owner(reply: BaseMessage, chat_uuid: str, assistant_id: str) -> None:
+    """Refuse to continue, as this assistant, a conversation of another one."""
+    owner = reply.response_metadata.get("assistant_id")
+    if owner and owner != assistant_id:
+        msg = (
+            f"Conversation {chat_uuid!r} belongs to assistant {owner!r} (its reply in "
+            f"the input says so), not to {assistant_id!r}. When one config steers "
+            "several assistants, map each to its own conversation: "
+            f"configurable={{'chat_uuid': {{{owner!r}: ..., {assistant_id!r}: ...}}}}."
+        )
+        raise ValueError(msg)
+
+
+def resolve_conversation(
+    messages: Sequence[BaseMessage], assistant_id: str, chat_uuid: str | None
+) -> tuple[str | None, int]:
+    """Which chat to continue, and where the not-yet-sent messages start.
+
+    `chat_uuid` is the id given by keyword or config (cases 1-2); without it, the
+    last reply of *this* assistant that carries an id is continued (case 3);
+    else the conversation is new (case 4) and every message is unsent.
+    """
+    if chat_uuid is not None:
+        own = _last_index(
+            messages,
+            lambda m: (
+                isinstance(m, AIMessage)
+                and m.response_metadata.get("chat_uuid") == chat_uuid
+            ),
+        )
+        if own is not None:
+            _check_owner(messages[own], chat_uuid, assistant_id)
+        else:
+            own = _last_index(messages, lambda m: isinstance(m, AIMessage))
+        return chat_uuid, 0 if own is None else own + 1
+
+    def is_own_reply(m: BaseMessage) -> bool:
+        return (
+            isinstance(m, AIMessage)
+            and bool(m.response_metadata.get("chat_uuid"))
+            and m.response_metadata.get("assistant_id") == assistant_id
+        )
+
+    own = _last_index(messages, is_own_reply)
+    if own is None:
+        return None, 0
+    continued = messages[own].response_metadata["chat_uuid"]
+    return str(continued), own + 1
+
+
+def _final_user_turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The trailing human messages (or the last message if it is not human)."""
+    return _trailing_human(messages) or list(messages[-1:])
+
+
+def _merge(
+    defaults: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    merged = {**(defaults or {}), **(overrides or {})}
+    return merged or None
+
+
+def build_devic_request(
+    messages: Sequence[BaseMessage],
+    *,
+    assistant_id: str,
+    chat_uuid: str | None = None,
+    history: History = "transcript",
+    context: Mapping[str, Any] | None = None,
+    call_context: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    call_metadata: Mapping[str, Any] | None = None,
+) -> DevicRequest:
+    """Translate a LangChain message list into one Devic turn (pure function).
+
+    Raises:
+        ValueError: nothing new to send, an empty message, or a non-text block.
+    """
+    if not messages:
+        msg = "ChatDevic needs at least one message to send; got an empty input."
+        raise ValueError(msg)
+    chat_uuid, start = resolve_conversation(messages, assistant_id, chat_uuid)
+    system_text = "\n\n".join(
+        message_text(m) for m in messages if isinstance(m, SystemMessage)
+    )
+    unsent = [m for m in messages[start:] if not isinstance(m, SystemMessage)]
+    if not unsent:
+        where = f"conversation {chat_uuid!r}" if chat_uuid else "the input"
+        msg = (
+            f"Nothing new to send in {where}: its last message is already the "
+            "assistant's reply. Append a HumanMessage with the next turn."
+        )
+        raise ValueError(msg)
+    if chat_uuid is None and history == "last":
+        unsent = _final_user_turn(unsent)
+    text = render_turns(unsent, assistant_id)
+    if not text.strip():
+        msg = (
+            "ChatDevic would send an empty message; Devic requires non-empty text. "
+            "Check that the last HumanMessage has content."
+        )
+        raise ValueError(msg)
+    merged_context = _merge(context, call_context)
+    if system_text:
+        merged_context = dict(merged_context or {})
+        earlier = merged_context.get("system")
+        merged_context["system"] = (
+            f"{earlier}\n\n{system_text}" if isinstance(earlier, str) else system_text
+        )
+    return DevicRequest(
+        message=text,
+        chat_uuid=chat_uuid,
+        context=merged_context,
+        metadata=_merge(metadata, call_metadata),
+    )
+
+
+# ------------------------------------------------------------ reply → AIMessage
+
+
+def usage_from_reply(reply: _wire.DevicReply) -> UsageMetadata | None:
+    """Devic's token figures as `usage_metadata`, or `None` when it sent none.
+
+    `total_tokens` is `tokens_used` and `input + output == total` always. With a
+    platform split (`inputTokens`/`outputTokens`) the split is kept; with the
+    seed's single total, the whole count is reported as `output_tokens`.
+    """
+    total, inp, out = reply.tokens_used, reply.input_tokens, reply.output_tokens
+    if total is None and inp is None and out is None:
+        return None
+    if total is None:
+        total = (inp or 0) + (out or 0)
+    if inp is None and out is None:
+        inp, out = 0, total
+    elif inp is None:
+        out = min(out or 0, total)
+        inp = total - out
+    else:
+        inp = min(inp, total)
+        out = total - inp
+    usage: UsageMetadata = {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "total_tokens": total,
+    }
+    return usage
+
+
+def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """The reply up to (not including) the first stop sequence."""
+    cut = len(text)
+    for sequence in stop or ():
+        if sequence:
+            found = text.find(sequence)
+            if found != -1:
+                cut = min(cut, found)
+    return text[:cut]
+
+
+def _response_metadata(
+    reply: _wire.DevicReply, assistant_id: str, usage: UsageMetadata | None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "chat_uuid": reply.chat_uuid,
+        "assistant_id": assistant_id,
+        "model_name": assistant_id,
+        "model_provider": PROVIDER,
+        "timestamp": reply.timestamp,
+        "tokens_used": usage["total_tokens"] if usage else None,
+        "finish_reason": "stop",
+    }
+    if reply.extra:
+        metadata["devic_extra"] = reply.extra
+    return metadata
+
+
+def _message_fields(
+    reply: _wire.DevicReply, assistant_id: str, stop: Sequence[str] | None
+) -> dict[str, Any]:
+    usage = usage_from_reply(reply)
+    return {
+        "content": _cut_at_stop(reply.text, stop),
+        "response_metadata": _response_metadata(reply, assistant_id, usage),
+        "usage_metadata": usage,
+    }
+
+
+def reply_to_message(
+    reply: _wire.DevicReply, assistant_id: str, stop: Sequence[str] | None = None
+) -> AIMessage:
+    """The `AIMessage` for one Devic reply (pure function)."""
+    return AIMessage(**_message_fields(reply, assistant_id, stop))
+
+
+def reply_to_chunk(
+    reply: _wire.DevicReply, assistant_id: str, stop: Sequence[str] | None
+) -> AIMessageChunk:
+    """The whole reply as the one, last chunk of a stream (pure function)."""
+    return AIMessageChunk(
+        **_message_fields(reply, assistant_id, stop), chunk_position="last"
+    )
+
+
+def checked_chat_uuid(value: Any, source: str) -> str:
+    """A conversation id given by the caller, refused before any request if blank.
+
+    Accepts a string or a `uuid.UUID`; `source` names where it came from, for
+    the error message.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        msg = (
+            f"{source} must be a conversation id string (or a dict of assistant id "
+            f"-> conversation id in the config); got {type(value).__name__}."
+        )
+        raise TypeError(msg)
+    if not value.strip():
+        msg = (
+            f"{source} is empty. Pass the chat_uuid of a Devic conversation (from a "
+            "reply's response_metadata['chat_uuid']), or leave it out to start a "
+            "new conversation."
+        )
+        raise ValueError(msg)
+    return value
+
+
+def chat_uuid_from_configurable(value: Any, assistant_id: str) -> str | None:
+    """This assistant's conversation id from `configurable["chat_uuid"]`.
+
+    The value is a conversation id, or a dict mapping assistant ids to
+    conversation ids, so one graph-level config can steer several assistants;
+    an assistant absent from the dict gets `None` (the input decides).
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if assistant_id not in value or value[assistant_id] is None:
+            return None
+        source = f"config['configurable']['chat_uuid'][{assistant_id!r}]"
+        return checked_chat_uuid(value[assistant_id], source)
+    return checked_chat_uuid(value, "config['configurable']['chat_uuid']")
