@@ -55,6 +55,10 @@ class KeyedLocks:
     def __deepcopy__(self, memo: dict[int, Any]) -> KeyedLocks:
         return KeyedLocks()
 
+    def __reduce__(self) -> tuple[type[KeyedLocks], tuple[()]]:
+        """Pickled as a fresh table: locks belong to one process."""
+        return (KeyedLocks, ())
+
     def __len__(self) -> int:
         return len(self._threads) + len(self._tasks)
 

@@ -17,12 +17,13 @@ timeout) come back as a `ToolMessage` with `status="error"`; misconfiguration
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForToolRun,
     CallbackManagerForToolRun,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.stores import BaseStore, InMemoryStore
@@ -31,41 +32,21 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_devic._locks import KeyedLocks
 from langchain_devic.chat_models import ChatDevic
-from langchain_devic.errors import (
-    DevicAuthenticationError,
-    DevicError,
-    DevicNotFoundError,
-    DevicPermissionDeniedError,
-)
+from langchain_devic.errors import FATAL_ERRORS, DevicError, DevicNotFoundError
 
 __all__ = ["DevicAssistantInput", "DevicAssistantTool", "thread_key"]
 
 logger = logging.getLogger("langchain_devic")
 
-#: ChatDevic fields the tool accepts directly, to build its own ChatDevic.
+#: ChatDevic's own fields (and their aliases) the tool accepts directly, to
+#: build its own ChatDevic; LangChain's common fields (name, tags, ...) are the
+#: tool's.
 _CHAT_MODEL_FIELDS = frozenset(
-    {
-        "assistant_id",
-        "model",
-        "api_key",
-        "base_url",
-        "timeout",
-        "max_retries",
-        "context",
-        "request_metadata",
-        "history",
-        "http_client",
-        "http_async_client",
-        "default_headers",
-        "max_response_bytes",
-    }
-)
-#: Errors a person must fix; everything else is reported to the agent. A 404
-#: reaching this point means the assistant itself is unknown.
-_FATAL_ERRORS = (
-    DevicAuthenticationError,
-    DevicPermissionDeniedError,
-    DevicNotFoundError,
+    alias
+    for name, field in ChatDevic.model_fields.items()
+    if name not in BaseChatModel.model_fields
+    for alias in (name, field.alias)
+    if alias
 )
 
 
@@ -141,6 +122,20 @@ class DevicAssistantTool(BaseTool):
 
     _turns: KeyedLocks = PrivateAttr(default_factory=KeyedLocks)
 
+    if TYPE_CHECKING:
+        # What type checkers see: `chat_model` may be left out, and the tool then
+        # builds it from ChatDevic's fields passed here (`assistant_id`, ...).
+        # Checked by tests/typing/usage.py (pyright and mypy, in .ci/run).
+        def __init__(
+            self,
+            *,
+            name: str,
+            description: str,
+            chat_model: ChatDevic | None = None,
+            store: BaseStore[str, Any] = ...,
+            **kwargs: Any,
+        ) -> None: ...
+
     @model_validator(mode="before")
     @classmethod
     def _build_chat_model(cls, data: Any) -> Any:
@@ -205,20 +200,53 @@ class DevicAssistantTool(BaseTool):
         key = thread_key(config)
         return f"{self.chat_model.assistant_id}|{key}" if key is not None else None
 
-    def _should_restart(self, error: DevicNotFoundError, stored: str | None) -> bool:
-        """Whether a 404 means the stored chat vanished (so start a new one).
-
-        Not when nothing was stored, nor when Devic says the assistant itself is
-        unknown: starting over cannot help then.
-        """
-        if stored is None or "ASSISTANT" in (error.code or "").upper():
-            return False
+    @staticmethod
+    def _log_restart(stored: str) -> None:
         logger.warning(
             "Devic no longer knows chat %s of this thread; starting a new "
             "conversation for it.",
             stored,
         )
-        return True
+
+    # A 404 while continuing the thread's stored chat means that chat vanished:
+    # start one new conversation. A 404 with nothing stored, or on that restart,
+    # means the assistant itself is unknown, which a person must fix (raised).
+
+    def _ask(
+        self, message: str, config: RunnableConfig, stored: str | None
+    ) -> tuple[AIMessage, bool]:
+        """The assistant's reply, and whether the thread's chat had to restart."""
+        try:
+            try:
+                return self.chat_model.invoke(message, config, chat_uuid=stored), False
+            except DevicNotFoundError:
+                if stored is None:
+                    raise
+                self._log_restart(stored)
+            return self.chat_model.invoke(message, config, chat_uuid=None), True
+        except FATAL_ERRORS:
+            raise
+        except (DevicError, ValueError) as error:
+            raise self._for_agent(error) from error
+
+    async def _aask(
+        self, message: str, config: RunnableConfig, stored: str | None
+    ) -> tuple[AIMessage, bool]:
+        """The assistant's reply, and whether the thread's chat had to restart."""
+        try:
+            try:
+                return await self.chat_model.ainvoke(
+                    message, config, chat_uuid=stored
+                ), False
+            except DevicNotFoundError:
+                if stored is None:
+                    raise
+                self._log_restart(stored)
+            return await self.chat_model.ainvoke(message, config, chat_uuid=None), True
+        except FATAL_ERRORS:
+            raise
+        except (DevicError, ValueError) as error:
+            raise self._for_agent(error) from error
 
     def _run(
         self,
@@ -232,19 +260,7 @@ class DevicAssistantTool(BaseTool):
         child = self._child_config(config, run_manager)
         with self._turns.hold(key):
             stored = self.store.mget([key])[0] if key and not new_conversation else None
-            restarted = False
-            try:
-                try:
-                    reply = self.chat_model.invoke(message, child, chat_uuid=stored)
-                except DevicNotFoundError as error:
-                    if not self._should_restart(error, stored):
-                        raise
-                    restarted = True
-                    reply = self.chat_model.invoke(message, child, chat_uuid=None)
-            except _FATAL_ERRORS:
-                raise
-            except (DevicError, ValueError) as error:
-                raise self._for_agent(error) from error
+            reply, restarted = self._ask(message, child, stored)
             chat_uuid = reply.response_metadata.get("chat_uuid")
             if key and chat_uuid:
                 self.store.mset([(key, chat_uuid)])
@@ -266,23 +282,7 @@ class DevicAssistantTool(BaseTool):
                 if key and not new_conversation
                 else None
             )
-            restarted = False
-            try:
-                try:
-                    reply = await self.chat_model.ainvoke(
-                        message, child, chat_uuid=stored
-                    )
-                except DevicNotFoundError as error:
-                    if not self._should_restart(error, stored):
-                        raise
-                    restarted = True
-                    reply = await self.chat_model.ainvoke(
-                        message, child, chat_uuid=None
-                    )
-            except _FATAL_ERRORS:
-                raise
-            except (DevicError, ValueError) as error:
-                raise self._for_agent(error) from error
+            reply, restarted = await self._aask(message, child, stored)
             chat_uuid = reply.response_metadata.get("chat_uuid")
             if key and chat_uuid:
                 await self.store.amset([(key, chat_uuid)])

@@ -456,9 +456,10 @@ async def test_vanished_chat_restarts_once_async(
     assert any(BOGUS_CHAT in r.getMessage() for r in caplog.records)
 
 
-def test_unknown_assistant_with_stored_chat_raises_without_restart() -> None:
-    """Devic says the assistant is unknown: starting over cannot help."""
-    emulator = DevicEmulator(api_key=API_KEY, assistants=["known"], seed=1)
+def test_unknown_assistant_with_stored_chat_restarts_once_then_raises() -> None:
+    """The rule reads no error code (Devic's codes are undocumented): a 404 while
+    continuing a stored chat restarts once; the restart's 404 is raised."""
+    emulator = DevicEmulator(api_key=API_KEY, assistants=["known"], random_seed=1)
     tool = make_tool(emulator, model="unknown")
     tool.store.mset([(key("t1", "unknown"), BOGUS_CHAT)])
 
@@ -466,9 +467,12 @@ def test_unknown_assistant_with_stored_chat_raises_without_restart() -> None:
         tool.invoke(call("hello"), thread("t1"))
 
     assert raised.value.status_code == 404
-    assert raised.value.code == "ASSISTANT_NOT_FOUND"
-    assert [(r.chat_uuid, r.status) for r in emulator.requests] == [(BOGUS_CHAT, 404)]
+    assert [(r.chat_uuid, r.status) for r in emulator.requests] == [
+        (BOGUS_CHAT, 404),
+        (None, 404),
+    ]
     assert emulator.conversations == {}
+    assert tool.store.mget([key("t1", "unknown")]) == [BOGUS_CHAT]
 
 
 def _chat_not_found() -> Fault:
@@ -493,7 +497,7 @@ def test_second_404_raises(tool: DevicAssistantTool, emulator: DevicEmulator) ->
 
 
 def test_unknown_assistant_without_stored_chat_raises_at_once() -> None:
-    emulator = DevicEmulator(api_key=API_KEY, assistants=["known"], seed=1)
+    emulator = DevicEmulator(api_key=API_KEY, assistants=["known"], random_seed=1)
     tool = make_tool(emulator, model="unknown")
     with pytest.raises(DevicNotFoundError):
         tool.invoke(call("hello"), thread("t1"))

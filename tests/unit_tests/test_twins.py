@@ -1,0 +1,130 @@
+"""Sync and async twins stay twins.
+
+The package keeps hand-written sync/async pairs (httpcore generates its sync
+code; we compare instead). Each async method, with its `await`s, `async`
+keywords and `a`-prefixed names mapped to their sync spelling, must parse to
+the same tree as its sync twin: a fix made to one and not the other fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from langchain_devic._client import AsyncDevicClient, DevicClient
+from langchain_devic.chat_models import ChatDevic
+from langchain_devic.tools import DevicAssistantTool
+
+#: Async spelling -> sync spelling, for names that differ only by colour.
+SYNC_NAMES = {
+    "AsyncCallbackManagerForLLMRun": "CallbackManagerForLLMRun",
+    "AsyncCallbackManagerForToolRun": "CallbackManagerForToolRun",
+    "AsyncClient": "Client",
+    "AsyncDevicClient": "DevicClient",
+    "AsyncIterator": "Iterator",
+    "_aask": "_ask",
+    "_agenerate": "_generate",
+    "_arun": "_run",
+    "_asend": "_send",
+    "_asleep": "_sleep",
+    "_astream": "_stream",
+    "aclose": "close",
+    "ahold": "hold",
+    "ainvoke": "invoke",
+    "aiter_bytes": "iter_bytes",
+    "amget": "mget",
+    "amset": "mset",
+    "async_client": "client",
+    "awork": "work",
+}
+
+
+class _ToSync(ast.NodeTransformer):
+    def visit_Await(self, node: ast.Await) -> Any:
+        return self.visit(node.value)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
+        sync = ast.FunctionDef(**{f: getattr(node, f) for f in node._fields})
+        return self.visit_FunctionDef(ast.copy_location(sync, node))
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> Any:
+        sync = ast.For(**{f: getattr(node, f) for f in node._fields})
+        return self.generic_visit(ast.copy_location(sync, node))
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> Any:
+        sync = ast.With(**{f: getattr(node, f) for f in node._fields})
+        return self.generic_visit(ast.copy_location(sync, node))
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        node.id = SYNC_NAMES.get(node.id, node.id)
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        node.attr = SYNC_NAMES.get(node.attr, node.attr)
+        return self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        node.name = SYNC_NAMES.get(node.name, node.name)
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # docstrings may differ
+        return self.generic_visit(node)
+
+
+def normalized(function: Callable[..., Any]) -> str:
+    source = textwrap.dedent(inspect.getsource(function))
+    tree = _ToSync().visit(ast.parse(source))
+    return ast.unparse(tree)
+
+
+TWINS = [
+    (DevicClient.send_message, AsyncDevicClient.send_message),
+    (DevicClient._send_once, AsyncDevicClient._send_once),
+    (DevicClient.__init__, AsyncDevicClient.__init__),
+    (DevicClient.close, AsyncDevicClient.aclose),
+    (ChatDevic._send, ChatDevic._asend),
+    (ChatDevic._generate, ChatDevic._agenerate),
+    (ChatDevic._stream, ChatDevic._astream),
+    (ChatDevic.invoke, ChatDevic.ainvoke),
+    (DevicAssistantTool._ask, DevicAssistantTool._aask),
+    (DevicAssistantTool._run, DevicAssistantTool._arun),
+]
+
+
+@pytest.mark.parametrize(
+    ("sync", "async_"), TWINS, ids=[s.__qualname__ for s, _ in TWINS]
+)
+def test_async_twin_matches_its_sync_twin(
+    sync: Callable[..., Any], async_: Callable[..., Any]
+) -> None:
+    assert normalized(async_) == normalized(sync)
+
+
+def test_the_comparison_sees_a_drifted_twin() -> None:
+    """The check itself can fail: one extra statement in a twin is caught."""
+
+    def work(client: Any) -> int:
+        client.close()
+        return 1
+
+    async def awork(client: Any) -> int:
+        await client.aclose()
+        client.flush()
+        return 1
+
+    assert normalized(awork) != normalized(work)
+
+    async def awork(client: Any) -> int:  # the faithful twin
+        await client.aclose()
+        return 1
+
+    assert normalized(awork) == normalized(work)
