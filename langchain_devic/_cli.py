@@ -24,14 +24,8 @@ from pydantic import SecretStr, ValidationError
 from langchain_devic._version import __version__
 from langchain_devic._wire import DEFAULT_BASE_URL, is_loopback_host
 from langchain_devic.chat_models import ChatDevic
-from langchain_devic.errors import (
-    DevicAuthenticationError,
-    DevicError,
-    DevicNotFoundError,
-    DevicPermissionDeniedError,
-)
-from langchain_devic.testing import DevicEmulator
-from langchain_devic.testing._emulator import DEFAULT_API_KEY
+from langchain_devic.errors import FATAL_ERRORS, DevicError, DevicNotFoundError
+from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator
 
 __all__ = ["Endpoint", "main"]
 
@@ -48,14 +42,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-#: Errors a person must fix; the interactive chat stops on them and goes on
-#: after the others (a rate limit or a busy chat may pass), like the tool does.
-_FATAL_ERRORS = (
-    DevicAuthenticationError,
-    DevicPermissionDeniedError,
-    DevicNotFoundError,
-)
 
 
 class UsageError(Exception):
@@ -183,6 +169,41 @@ def _error(exc: BaseException) -> None:
     print(f"error: {exc}", file=sys.stderr)
 
 
+def _interrupted(chat_uuid: str | None) -> int:
+    """Report a Ctrl-C that landed during a turn; return the exit status (130).
+
+    The message had been sent, so Devic may still run the turn: say where to
+    look before sending it again. The chat command uses the synchronous call,
+    so the id of a conversation the turn was opening is not known yet.
+    """
+    print(file=sys.stderr)  # past the ^C the terminal echoed
+    if chat_uuid is not None:
+        print(f"chat id: {chat_uuid}", file=sys.stderr)
+        print(
+            "interrupted: the turn may still complete on Devic; check the "
+            "conversation before sending the message again.",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "interrupted: the turn may still complete on Devic, and may have "
+            "opened a new conversation whose id is unknown (Ctrl-C came before "
+            "Devic's answer); check before sending the message again.",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED
+
+
+def _is_stale_chat(exc: DevicError, chat_uuid: str | None) -> bool:
+    """Whether `exc` may say the conversation being continued is gone.
+
+    A 404 while continuing a chat offers `/new`; a 404 on a new conversation
+    means the assistant is unknown (fatal). No error code is read: Devic's are
+    not documented (the tool follows the same rule).
+    """
+    return isinstance(exc, DevicNotFoundError) and chat_uuid is not None
+
+
 # ------------------------------------------------------------------- commands
 
 
@@ -215,14 +236,21 @@ def _one_shot(model: ChatDevic, text: str, chat_uuid: str | None) -> int:
     if not text.strip():
         msg = "MESSAGE is empty; give the text to send, or none to chat interactively."
         raise UsageError(msg)
-    reply = model.invoke(text, chat_uuid=chat_uuid)
+    try:
+        reply = model.invoke(text, chat_uuid=chat_uuid)
+    except KeyboardInterrupt:
+        return _interrupted(chat_uuid)
     print(reply.text)
     print(turn_info(reply), file=sys.stderr)
     return EXIT_OK
 
 
 def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> int:
-    """A terminal conversation that keeps its chatUuid from turn to turn."""
+    """A terminal conversation that keeps its chatUuid from turn to turn.
+
+    Errors a person must fix end it (status 1), except a 404 for the chat being
+    continued, which offers `/new`; Ctrl-C during a reply ends it with 130.
+    """
     if sys.stdin.isatty():
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401 - line editing and history for input()
@@ -249,11 +277,17 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
         try:
             reply = model.invoke(text, chat_uuid=chat_uuid)
         except KeyboardInterrupt:
-            print()
-            return EXIT_OK
+            return _interrupted(chat_uuid)
         except DevicError as exc:
             _error(exc)
-            if isinstance(exc, _FATAL_ERRORS):
+            if _is_stale_chat(exc, chat_uuid):
+                print(
+                    f"Devic does not know chat {chat_uuid}: "
+                    "type /new to start a new conversation.",
+                    file=sys.stderr,
+                )
+                continue
+            if isinstance(exc, FATAL_ERRORS):
                 return EXIT_ERROR
             continue
         chat_uuid = reply.response_metadata.get("chat_uuid") or chat_uuid

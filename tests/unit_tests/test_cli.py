@@ -12,9 +12,12 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +32,7 @@ from langchain_devic._cli import (
     turn_info,
 )
 from langchain_devic._demo import ScriptedPlanner, run_agent
-from langchain_devic.testing import DevicEmulator, Fault
+from langchain_devic.testing import Conversation, DevicEmulator, Fault
 from langchain_devic.tools import DevicAssistantTool
 
 WRONG_KEY = "sk-wrong-TOKEN-5f3e9a7c1d"
@@ -173,6 +176,66 @@ def test_chat_unknown_chat_uuid_is_a_typed_error() -> None:
     )
 
 
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
+@pytest.mark.parametrize("mode", ["one-shot", "interactive"])
+def test_chat_ctrl_c_during_a_slow_reply_exits_130_and_prints_the_chat_id(
+    mode: str, tmp_path: Path
+) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def slow(conversation: Conversation) -> str:
+        if conversation.message == "slow":
+            arrived.set()
+            release.wait(TIMEOUT)
+        return f"ok: {conversation.message}"
+
+    emulator = DevicEmulator(assistants={"demo-assistant": slow})
+    stdin, stdout, stderr = (tmp_path / name for name in ("in", "out", "err"))
+    with emulator.serve() as server:
+        try:
+            if mode == "one-shot":
+                first = ChatDevic(
+                    model="demo-assistant",
+                    api_key="emulator-key",
+                    base_url=server.base_url,
+                ).invoke("hi")
+                chat = first.response_metadata["chat_uuid"]
+                args = ["--chat-uuid", chat, "slow"]
+                stdin.write_text("")
+            else:
+                args = []
+                stdin.write_text("hi\nslow\n")
+            command = ["chat", "--base-url", server.base_url, *args]
+            with stdin.open() as i, stdout.open("w") as o, stderr.open("w") as e:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "langchain_devic", *command],
+                    stdin=i,
+                    stdout=o,
+                    stderr=e,
+                    env=clean_env(),
+                )
+            try:
+                assert arrived.wait(TIMEOUT), "the slow turn never reached Devic"
+                process.send_signal(signal.SIGINT)
+                process.wait(TIMEOUT)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        finally:
+            release.set()
+    out, err = stdout.read_text(), stderr.read_text()
+    if mode == "interactive":
+        match = re.search(rf"devic> ok: hi\n +chat ({UUID}) ·", out)
+        assert match is not None, out
+        chat = match.group(1)
+    assert process.returncode == 130, err
+    assert f"\nchat id: {chat}\n" in err
+    assert "the turn may still complete on Devic" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -214,7 +277,7 @@ def test_no_command_is_an_argparse_usage_error() -> None:
 
 @pytest.fixture
 def emulator() -> DevicEmulator:
-    return DevicEmulator(api_key="unit-key", seed=3)
+    return DevicEmulator(api_key="unit-key", random_seed=3)
 
 
 @pytest.fixture
@@ -285,6 +348,130 @@ def test_interactive_ctrl_c_exits_cleanly(
     monkeypatch.setattr(builtins, "input", interrupted)
     assert _interactive(model, "helper", None) == 0
     assert capsys.readouterr().out == "\n"
+
+
+def interrupt_turn(monkeypatch: pytest.MonkeyPatch, *, after: int = 0) -> None:
+    """Make `ChatDevic.invoke` answer `after` turns, then meet a Ctrl-C."""
+    real_invoke = ChatDevic.invoke
+    calls = 0
+
+    def invoke(self: ChatDevic, *args: object, **kwargs: object) -> AIMessage:
+        nonlocal calls
+        calls += 1
+        if calls > after:
+            raise KeyboardInterrupt
+        return real_invoke(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatDevic, "invoke", invoke)
+
+
+def test_interactive_ctrl_c_during_a_reply_exits_130_with_the_chat_id(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: ChatDevic,
+) -> None:
+    interrupt_turn(monkeypatch, after=1)
+    feed(monkeypatch, ["first", "slow", "never read"])
+    assert _interactive(model, "helper", None) == 130
+    out, err = capsys.readouterr()
+    chat = re.findall(rf"chat ({UUID}) · \d+ tokens", out)
+    assert len(chat) == 1
+    assert f"\nchat id: {chat[0]}\n" in err
+    assert "may still complete on Devic; check the conversation before" in err
+    assert out.count("you> ") == 2  # stopped there
+
+
+def test_interactive_ctrl_c_during_a_first_reply_says_the_id_is_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: ChatDevic,
+) -> None:
+    interrupt_turn(monkeypatch)
+    feed(monkeypatch, ["slow"])
+    assert _interactive(model, "helper", None) == 130
+    err = capsys.readouterr().err
+    assert "chat id:" not in err
+    assert "may have opened a new conversation whose id is unknown" in err
+
+
+@pytest.mark.parametrize("chat_uuid", [None, "c-42"])
+def test_one_shot_ctrl_c_exits_130_and_says_what_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    chat_uuid: str | None,
+) -> None:
+    monkeypatch.setenv("DEVIC_API_KEY", WRONG_KEY)
+    monkeypatch.setenv("DEVIC_ASSISTANT_ID", "helper")
+    interrupt_turn(monkeypatch)
+    args = (
+        ["chat", "hi"]
+        if chat_uuid is None
+        else ["chat", "--chat-uuid", chat_uuid, "hi"]
+    )
+    assert main(args) == 130
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout is the reply's, and there is none
+    if chat_uuid is None:
+        assert "may have opened a new conversation whose id is unknown" in err
+        assert "chat id:" not in err
+    else:
+        assert "\nchat id: c-42\n" in err
+        assert "may still complete on Devic; check the conversation" in err
+    assert WRONG_KEY not in err
+
+
+def test_interactive_stale_chat_uuid_offers_new_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: ChatDevic,
+) -> None:
+    feed(monkeypatch, ["hello", "/new", "again"])
+    assert _interactive(model, "helper", "no-such-chat") == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    error = "error: Devic answered 404 [CHAT_NOT_FOUND]: Chat 'no-such-chat' not found"
+    assert error in lines
+    hint = lines[lines.index(error) + 1]
+    assert "type /new to start a new conversation" in hint
+    assert "devic> Reply 1 from helper: again" in out
+
+
+def helper_of_an_emulator_without_it() -> tuple[DevicEmulator, ChatDevic]:
+    """A model for assistant "helper", which the emulator does not know."""
+    emulator = DevicEmulator(api_key="unit-key", assistants=["someone-else"])
+    model = ChatDevic(
+        model="helper",
+        api_key="unit-key",
+        base_url=emulator.base_url,
+        http_client=httpx.Client(transport=emulator.transport()),
+    )
+    return emulator, model
+
+
+def test_interactive_unknown_assistant_is_still_fatal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator, model = helper_of_an_emulator_without_it()
+    feed(monkeypatch, ["hello", "never sent"])
+    assert _interactive(model, "helper", None) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: Devic answered 404")
+    assert "/new" not in err.split("\n", 1)[1]
+    assert len(emulator.requests) == 1
+
+
+def test_interactive_unknown_assistant_with_a_chat_id_ends_after_new(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 404 while continuing may be a vanished chat: /new is offered; the new
+    conversation's 404 then says the assistant is unknown, and the chat ends."""
+    emulator, model = helper_of_an_emulator_without_it()
+    feed(monkeypatch, ["hello", "/new", "again", "never sent"])
+    assert _interactive(model, "helper", "some-chat") == 1
+    err = capsys.readouterr().err
+    assert "type /new to start a new conversation" in err
+    assert err.splitlines()[-1].startswith("error: Devic answered 404")
+    assert [r.chat_uuid for r in emulator.requests] == ["some-chat", None]
 
 
 def test_main_reports_typed_errors_in_one_line(
