@@ -3,7 +3,9 @@
 Each notebook starts the bundled emulator itself when `DEVIC_API_KEY` is unset,
 so the `DEVIC_*` variables are removed before it runs. The committed outputs
 must match a fresh run (ids and timestamps aside) and hold no machine path and
-no secret. To refresh them after a change:
+no secret; a second "Run all" in the same kernel must work as well as the first.
+The kernels talk only to the emulator on 127.0.0.1 (tracing is switched off).
+To refresh the outputs after a change:
 
     DEVIC_UPDATE_NOTEBOOKS=1 python -m pytest tests/integration_tests/test_notebooks.py
 """
@@ -59,6 +61,9 @@ _MACHINE_PATH = re.compile(r"(/(home|root|tmp|Users|work|var|opt)/|site-packages
 def _kernel_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Run the notebooks on this interpreter, against the emulator."""
     for name in ("DEVIC_API_KEY", "DEVIC_BASE_URL", "DEVIC_ASSISTANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    # Offline: no trace leaves the machine, whatever the developer's shell sets.
+    for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING"):
         monkeypatch.delenv(name, raising=False)
     # A "python3" kernel of this interpreter, ahead of any user-level kernelspec
     # that may point at another Python (JUPYTER_PATH is searched first).
@@ -157,6 +162,38 @@ def test_notebook_executes_cleanly(
         "DEVIC_UPDATE_NOTEBOOKS=1 python -m pytest tests/integration_tests/"
         "test_notebooks.py"
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_twice_in_one_kernel(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ "Run all" again in the same kernel: the set-up cell starts afresh.
+
+    The first run's last cell has closed its emulator, and its `DEVIC_*`
+    variables are still in the kernel's environment; the second run must not
+    talk to that closed port (it used to fail with "Connection refused").
+    """
+    path = NOTEBOOKS / name
+    committed = nbformat.read(path, as_version=4)
+    _kernel_env(monkeypatch, tmp_path)
+    runs = []
+    client = NotebookClient(
+        nbformat.read(path, as_version=4),
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    with client.setup_kernel():
+        for _ in range(2):
+            run = nbformat.read(path, as_version=4)
+            client.nb = run
+            for index, cell in enumerate(run.cells):
+                client.execute_cell(cell, index)  # raises on an error output
+            _coalesce_streams(run)
+            runs.append(run)
+    _coalesce_streams(committed)
+    assert _outputs(runs[1]) == _outputs(committed) == _outputs(runs[0])
 
 
 @pytest.mark.parametrize("name", NAMES)
