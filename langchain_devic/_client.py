@@ -20,13 +20,21 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+)
 from typing import Any, cast
 
 import httpx
 from pydantic import SecretStr
 
-from langchain_devic import _retry, _wire
+from langchain_devic import _retry, _runs, _wire
 from langchain_devic._version import __version__
 from langchain_devic.errors import (
     DevicAPIError,
@@ -34,6 +42,7 @@ from langchain_devic.errors import (
     DevicConnectionError,
     DevicConnectTimeoutError,
     DevicError,
+    DevicNotFoundError,
     DevicProtocolError,
     DevicTimeoutError,
 )
@@ -44,6 +53,16 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Answers larger than this are refused (a Devic reply is a chat message).
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+#: A run stream silent this long (or the read timeout, if shorter) is given up
+#: for polling.
+SSE_SILENCE = 60.0
+#: A stop request is best effort: it gets this long, once.
+STOP_TIMEOUT = httpx.Timeout(5.0)
+DEFAULT_RUN_TIMEOUT = 600.0
+#: How long reading a chat's totals (for usage only) may keep retrying.
+TOTALS_BUDGET = 30.0
+DEFAULT_POLL_INTERVAL = 0.5
+DEFAULT_MAX_POLL_INTERVAL = 5.0
 #: Pool limits of the clients we build; pass your own `http_client` to change them.
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
@@ -75,6 +94,9 @@ class ClientSettings:
     max_retries: int = _retry.DEFAULT_MAX_RETRIES
     default_headers: Mapping[str, str] | None = None
     max_response_bytes: int = MAX_RESPONSE_BYTES
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
 
     def __post_init__(self) -> None:
         key = self.api_key
@@ -97,11 +119,31 @@ class ClientSettings:
         return cls(**{name: getattr(source, name) for name in cls.names()})
 
 
+class RunCapabilities:
+    """What a server showed it can do, remembered by every client of one model.
+
+    `sse` turns false when the stream route is missing or does not stream; later
+    runs then poll straight away.
+    """
+
+    def __init__(self) -> None:
+        self.sse = True
+
+
+#: The shape of a 2xx parser: `_wire.parse_reply` or `_wire.parse_run_start`.
+Parse = Callable[..., "_wire.DevicReply | _wire.RunStarted"]
+
+
 class _BaseDevicClient:
     """Configuration and the I/O-free halves of a Devic call."""
 
     def __init__(
-        self, settings: ClientSettings | None = None, /, **fields: Any
+        self,
+        settings: ClientSettings | None = None,
+        /,
+        *,
+        capabilities: RunCapabilities | None = None,
+        **fields: Any,
     ) -> None:
         settings = settings or ClientSettings(**fields)
         self._api_key = settings.api_key
@@ -110,6 +152,10 @@ class _BaseDevicClient:
         self.max_retries = settings.max_retries
         self.default_headers = dict(settings.default_headers or {})
         self.max_response_bytes = settings.max_response_bytes
+        self.run_timeout = settings.run_timeout
+        self.poll_interval = settings.poll_interval
+        self.max_poll_interval = settings.max_poll_interval
+        self.capabilities = capabilities or RunCapabilities()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -146,6 +192,40 @@ class _BaseDevicClient:
             "timeout": self.timeout,
         }
 
+    def _read_args(
+        self, url: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        return {
+            "method": "GET",
+            "url": url,
+            "params": params,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    def _stream_args(self, url: str, deadline: float) -> dict[str, Any]:
+        """A stream request: silent for `SSE_SILENCE` s (or less) means give up."""
+        silence = min(
+            SSE_SILENCE,
+            self.timeout.read or SSE_SILENCE,
+            max(deadline - time.monotonic(), 0.001),
+        )
+        return {
+            "method": "GET",
+            "url": url,
+            "params": {"partial": "1"},
+            "headers": {**self._headers(), "Accept": "text/event-stream"},
+            "timeout": httpx.Timeout(silence, connect=self.timeout.connect),
+        }
+
+    def _stop_args(self, assistant_id: str, chat_uuid: str) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": _wire.run_url(self.base_url, assistant_id, chat_uuid, "stop"),
+            "headers": self._headers(),
+            "timeout": STOP_TIMEOUT,
+        }
+
     def _check_size(self, size: int) -> None:
         if size > self.max_response_bytes:
             msg = (
@@ -156,24 +236,35 @@ class _BaseDevicClient:
             raise DevicProtocolError(msg)
 
     def _reply_or_error(
-        self, response: httpx.Response, body: bytes, sent_chat_uuid: str | None
-    ) -> _wire.DevicReply | DevicAPIError:
+        self,
+        response: httpx.Response,
+        body: bytes,
+        sent_chat_uuid: str | None,
+        parse: Parse,
+    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
         """Turn an answer into a reply (2xx) or the typed error to raise or retry."""
-        if response.is_success:
-            reply = _wire.parse_reply(
-                body, sent_chat_uuid=sent_chat_uuid, secret=self._secret
+        if not response.is_success:
+            return _wire.api_error(
+                response.status_code, response.headers, body, secret=self._secret
             )
-            if sent_chat_uuid is not None and reply.chat_uuid != sent_chat_uuid:
-                logger.warning(
-                    "Devic forked conversation %s into %s; continuing with the new id.",
-                    sent_chat_uuid,
-                    _wire.redact(str(reply.chat_uuid), self._secret),
-                )
-            if sent_chat_uuid is None and reply.chat_uuid is None:
-                logger.warning(
-                    "Devic's reply carries no conversation id; it cannot be continued."
-                )
-            return reply
+        reply = parse(body, sent_chat_uuid=sent_chat_uuid, secret=self._secret)
+        if sent_chat_uuid is not None and reply.chat_uuid != sent_chat_uuid:
+            logger.warning(
+                "Devic forked conversation %s into %s; continuing with the new id.",
+                sent_chat_uuid,
+                _wire.redact(str(reply.chat_uuid), self._secret),
+            )
+        if sent_chat_uuid is None and reply.chat_uuid is None:
+            logger.warning(
+                "Devic's reply carries no conversation id; it cannot be continued."
+            )
+        return reply
+
+    def _body_or_error(
+        self, response: httpx.Response, body: bytes
+    ) -> bytes | DevicError:
+        if response.is_success:
+            return body
         return _wire.api_error(
             response.status_code, response.headers, body, secret=self._secret
         )
@@ -234,6 +325,53 @@ class _BaseDevicClient:
             is_retryable=False,
         )
 
+    def _read_transport_error(self, exc: httpx.TransportError) -> DevicError:
+        """A failed read: it changed nothing on Devic, so it may be retried."""
+        detail = _wire.redact(str(exc) or type(exc).__name__, self._secret)
+        error = DevicConnectionError(
+            f"Reading from Devic at {self.base_url} failed ({detail}).",
+            is_retryable=True,
+        )
+        error.__cause__ = type(exc)(detail)
+        return error
+
+    def _deadline_passed(self, tracker: _runs.RunTracker) -> DevicTimeoutError:
+        return DevicTimeoutError(
+            f"Followed the run in chat {tracker.chat_uuid} for run_timeout="
+            f"{self.run_timeout:g} s without its end (last status: "
+            f"{tracker.status}). It may still finish on Devic: read the chat "
+            "(load_chat) before sending the message again, or raise run_timeout.",
+            is_retryable=False,
+        )
+
+    def _no_runs_here(self, error: DevicAPIError) -> DevicError:
+        """A 404 on a run route just after the run started: wrong base URL."""
+        return DevicNotFoundError(
+            f"{self.base_url} does not serve platform runs (its run routes answer "
+            "404 for a chat it just created). Use the platform base URL (ending in "
+            "/api/v1), or run_mode='sync' for the one-call API.",
+            status_code=404,
+            code=error.code,
+            body=error.body,
+        )
+
+    def _follow_started(
+        self, error: DevicError, tracker: _runs.RunTracker
+    ) -> DevicError:
+        if isinstance(error, DevicNotFoundError) and not tracker.view:
+            return self._no_runs_here(error)
+        return error
+
+    def _is_event_stream(self, response: httpx.Response) -> bool:
+        """Whether a stream answer streams; if the route is missing, remember it."""
+        kind = response.headers.get("content-type", "")
+        if response.is_success and kind.startswith("text/event-stream"):
+            return True
+        if response.status_code in {404, 405, 406} or response.is_success:
+            logger.info("Devic's run stream is not available here; polling instead.")
+            self.capabilities.sse = False
+        return False
+
     @staticmethod
     def _log_attempt(attempt: int, wait: float, error: DevicError) -> None:
         logger.info(
@@ -272,6 +410,8 @@ class DevicClient(_BaseDevicClient):
             self._http.close()
             self._http = None
 
+    # ------------------------------------------------------------------ writes
+
     def send_message(
         self,
         assistant_id: str,
@@ -282,20 +422,46 @@ class DevicClient(_BaseDevicClient):
         metadata: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> _wire.DevicReply:
-        """Send one turn; retry only what Devic certainly did not process."""
-        request = self.http.build_request(
-            **self._request_args(
-                assistant_id, message, chat_uuid, context, metadata, extra
-            )
+        """Send one turn and wait for the reply (the seed's one call)."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
         )
+        reply = self._deliver(
+            self.http.build_request(**args), chat_uuid, _wire.parse_reply
+        )
+        return cast(_wire.DevicReply, reply)
+
+    def start_run(
+        self,
+        assistant_id: str,
+        message: str,
+        *,
+        chat_uuid: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> _wire.RunStarted | _wire.DevicReply:
+        """Start a platform run (`?async=true`); a server may answer it at once."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
+        )
+        args["params"] = {"async": "true"}
+        return self._deliver(
+            self.http.build_request(**args), chat_uuid, _wire.parse_run_start
+        )
+
+    def _deliver(
+        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted:
+        """Send a write; retry only what Devic certainly did not process."""
         attempt = 0
         while True:
-            outcome: _wire.DevicReply | DevicError
+            outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                outcome = self._send_once(request, chat_uuid)
+                outcome = self._send_once(request, chat_uuid, parse)
             except httpx.TransportError as exc:
                 outcome = self._transport_error(exc, chat_uuid)
-            if isinstance(outcome, _wire.DevicReply):
+            if not isinstance(outcome, DevicError):
                 return outcome
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
@@ -305,19 +471,175 @@ class DevicClient(_BaseDevicClient):
             attempt += 1
 
     def _send_once(
-        self, request: httpx.Request, chat_uuid: str | None
-    ) -> _wire.DevicReply | DevicAPIError:
+        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
         response = self.http.send(request, stream=True)
         try:
-            self._check_size(int(response.headers.get("content-length") or 0))
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                self._check_size(len(body))
+            body = self._read_body(response)
         finally:
             response.close()
         logger.debug("Devic answered %s", response.status_code)
-        return self._reply_or_error(response, bytes(body), chat_uuid)
+        return self._reply_or_error(response, body, chat_uuid, parse)
+
+    def _read_body(self, response: httpx.Response) -> bytes:
+        self._check_size(int(response.headers.get("content-length") or 0))
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            self._check_size(len(body))
+        return bytes(body)
+
+    def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
+        """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+        try:
+            response = self.http.request(**self._stop_args(assistant_id, chat_uuid))
+            logger.info(
+                "Asked Devic to stop chat %s (%s).", chat_uuid, response.status_code
+            )
+        except Exception as exc:
+            logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+
+    # ------------------------------------------------------------------- reads
+
+    def read(
+        self, url: str, *, deadline: float, params: Mapping[str, str] | None = None
+    ) -> bytes:
+        """GET a body, retrying any failure that may pass until `deadline`.
+
+        Reads change nothing on Devic, so a dropped connection or a 500 is
+        retried too; an answer that will not change (401, 403, 404) is raised.
+        """
+        attempt = 0
+        while True:
+            outcome: bytes | DevicError
+            try:
+                response = self.http.send(
+                    self.http.build_request(**self._read_args(url, params)),
+                    stream=True,
+                )
+                try:
+                    outcome = self._body_or_error(response, self._read_body(response))
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                outcome = self._read_transport_error(exc)
+            if isinstance(outcome, bytes):
+                return outcome
+            wait = _retry.next_read_wait(outcome, attempt, deadline - time.monotonic())
+            if wait is None:
+                raise outcome
+            self._log_attempt(attempt, wait, outcome)
+            _sleep(wait)
+            attempt += 1
+
+    def read_chat(
+        self, assistant_id: str, chat_uuid: str, *, budget: float | None = None
+    ) -> dict[str, Any]:
+        """A chat's history, as Devic stores it (reads retried for `budget` s)."""
+        url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
+        deadline = time.monotonic() + (budget or self.run_timeout)
+        body = self.read(url, deadline=deadline)
+        return _wire.parse_chat(body, secret=self._secret)
+
+    def list_chats(
+        self, assistant_id: str, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The assistant's chats, newest first."""
+        url = _wire.chats_url(self.base_url, assistant_id)
+        body = self.read(
+            url, deadline=time.monotonic() + self.run_timeout, params=params
+        )
+        return _wire.parse_chat_list(body, secret=self._secret)
+
+    # ---------------------------------------------------------------- following
+
+    def follow_run(
+        self, assistant_id: str, tracker: _runs.RunTracker
+    ) -> Iterator[_runs.Observation]:
+        """Each observation of the run until it ends; its failure is raised.
+
+        The stream of events first (unless this server showed it has none), then
+        polling for the rest. If the caller stops following (an interrupt, a
+        cancellation, a stream closed early) Devic is asked once to stop the run.
+        """
+        deadline = time.monotonic() + self.run_timeout
+        try:
+            if self.capabilities.sse:
+                for observation in self._stream_run(assistant_id, tracker, deadline):
+                    yield observation
+                    if observation.done:
+                        return
+            yield from self._poll_run(assistant_id, tracker, deadline)
+        except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
+            self.stop_run(assistant_id, tracker.chat_uuid)
+            raise
+
+    def _stream_run(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> Iterator[_runs.Observation]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        request = self.http.build_request(**self._stream_args(url, deadline))
+        try:
+            response = self.http.send(request, stream=True)
+        except httpx.TransportError:
+            return
+        try:
+            if not self._is_event_stream(response):
+                return
+            decoder = _wire.SSEDecoder()
+            view: dict[str, Any] = {}
+            for line in response.iter_lines():
+                event = decoder.feed(line)
+                if event is None:
+                    continue
+                view = _wire.apply_event(view, event)
+                if "status" not in view:
+                    continue
+                observation = tracker.observe(view)
+                yield observation
+                if observation.error is not None:
+                    raise observation.error
+                if observation.done or time.monotonic() > deadline:
+                    return
+        except httpx.TransportError:
+            logger.info("Devic's run stream went silent or broke; polling instead.")
+        finally:
+            response.close()
+
+    def _poll_run(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> Iterator[_runs.Observation]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "realtime")
+        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
+        while True:
+            if time.monotonic() > deadline:
+                raise self._deadline_passed(tracker)
+            try:
+                body = self.read(url, deadline=deadline)
+            except DevicError as error:
+                raise self._follow_started(error, tracker) from None
+            observation = tracker.observe(_wire.parse_view(body, secret=self._secret))
+            yield observation
+            if observation.error is not None:
+                raise observation.error
+            if observation.done:
+                return
+            wait = schedule.next_wait(observation)
+            _sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+
+    def chat_totals(self, assistant_id: str, chat_uuid: str) -> tuple[int, int] | None:
+        """The chat's token totals so far, or `None` if the history cannot say.
+
+        One history read, for usage only: a server without the history route, or
+        one that keeps failing for `TOTALS_BUDGET` s, costs the usage, never the
+        turn.
+        """
+        try:
+            chat = self.read_chat(assistant_id, chat_uuid, budget=TOTALS_BUDGET)
+        except DevicError as error:
+            logger.warning("No token totals for chat %s: %s", chat_uuid, error)
+            return None
+        return _wire.chat_totals(chat)
 
 
 class AsyncDevicClient(_BaseDevicClient):
@@ -350,6 +672,8 @@ class AsyncDevicClient(_BaseDevicClient):
             await self._http.aclose()
             self._http = None
 
+    # ------------------------------------------------------------------ writes
+
     async def send_message(
         self,
         assistant_id: str,
@@ -360,20 +684,46 @@ class AsyncDevicClient(_BaseDevicClient):
         metadata: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> _wire.DevicReply:
-        """Send one turn; retry only what Devic certainly did not process."""
-        request = self.http.build_request(
-            **self._request_args(
-                assistant_id, message, chat_uuid, context, metadata, extra
-            )
+        """Send one turn and wait for the reply (the seed's one call)."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
         )
+        reply = await self._deliver(
+            self.http.build_request(**args), chat_uuid, _wire.parse_reply
+        )
+        return cast(_wire.DevicReply, reply)
+
+    async def start_run(
+        self,
+        assistant_id: str,
+        message: str,
+        *,
+        chat_uuid: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> _wire.RunStarted | _wire.DevicReply:
+        """Start a platform run (`?async=true`); a server may answer it at once."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
+        )
+        args["params"] = {"async": "true"}
+        return await self._deliver(
+            self.http.build_request(**args), chat_uuid, _wire.parse_run_start
+        )
+
+    async def _deliver(
+        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted:
+        """Send a write; retry only what Devic certainly did not process."""
         attempt = 0
         while True:
-            outcome: _wire.DevicReply | DevicError
+            outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                outcome = await self._send_once(request, chat_uuid)
+                outcome = await self._send_once(request, chat_uuid, parse)
             except httpx.TransportError as exc:
                 outcome = self._transport_error(exc, chat_uuid)
-            if isinstance(outcome, _wire.DevicReply):
+            if not isinstance(outcome, DevicError):
                 return outcome
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
@@ -383,19 +733,184 @@ class AsyncDevicClient(_BaseDevicClient):
             attempt += 1
 
     async def _send_once(
-        self, request: httpx.Request, chat_uuid: str | None
-    ) -> _wire.DevicReply | DevicAPIError:
+        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
         response = await self.http.send(request, stream=True)
         try:
-            self._check_size(int(response.headers.get("content-length") or 0))
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                self._check_size(len(body))
+            body = await self._read_body(response)
         finally:
             await response.aclose()
         logger.debug("Devic answered %s", response.status_code)
-        return self._reply_or_error(response, bytes(body), chat_uuid)
+        return self._reply_or_error(response, body, chat_uuid, parse)
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        self._check_size(int(response.headers.get("content-length") or 0))
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            self._check_size(len(body))
+        return bytes(body)
+
+    async def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
+        """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+        try:
+            response = await self.http.request(
+                **self._stop_args(assistant_id, chat_uuid)
+            )
+            logger.info(
+                "Asked Devic to stop chat %s (%s).", chat_uuid, response.status_code
+            )
+        except Exception as exc:
+            logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+
+    # ------------------------------------------------------------------- reads
+
+    async def read(
+        self, url: str, *, deadline: float, params: Mapping[str, str] | None = None
+    ) -> bytes:
+        """GET a body, retrying any failure that may pass until `deadline`.
+
+        Reads change nothing on Devic, so a dropped connection or a 500 is
+        retried too; an answer that will not change (401, 403, 404) is raised.
+        """
+        attempt = 0
+        while True:
+            outcome: bytes | DevicError
+            try:
+                response = await self.http.send(
+                    self.http.build_request(**self._read_args(url, params)),
+                    stream=True,
+                )
+                try:
+                    outcome = self._body_or_error(
+                        response, await self._read_body(response)
+                    )
+                finally:
+                    await response.aclose()
+            except httpx.TransportError as exc:
+                outcome = self._read_transport_error(exc)
+            if isinstance(outcome, bytes):
+                return outcome
+            wait = _retry.next_read_wait(outcome, attempt, deadline - time.monotonic())
+            if wait is None:
+                raise outcome
+            self._log_attempt(attempt, wait, outcome)
+            await _asleep(wait)
+            attempt += 1
+
+    async def read_chat(
+        self, assistant_id: str, chat_uuid: str, *, budget: float | None = None
+    ) -> dict[str, Any]:
+        """A chat's history, as Devic stores it (reads retried for `budget` s)."""
+        url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
+        deadline = time.monotonic() + (budget or self.run_timeout)
+        body = await self.read(url, deadline=deadline)
+        return _wire.parse_chat(body, secret=self._secret)
+
+    async def list_chats(
+        self, assistant_id: str, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The assistant's chats, newest first."""
+        url = _wire.chats_url(self.base_url, assistant_id)
+        body = await self.read(
+            url, deadline=time.monotonic() + self.run_timeout, params=params
+        )
+        return _wire.parse_chat_list(body, secret=self._secret)
+
+    # ---------------------------------------------------------------- following
+
+    async def follow_run(
+        self, assistant_id: str, tracker: _runs.RunTracker
+    ) -> AsyncIterator[_runs.Observation]:
+        """Each observation of the run until it ends; its failure is raised.
+
+        The stream of events first (unless this server showed it has none), then
+        polling for the rest. If the caller stops following (an interrupt, a
+        cancellation, a stream closed early) Devic is asked once to stop the run.
+        """
+        deadline = time.monotonic() + self.run_timeout
+        try:
+            if self.capabilities.sse:
+                async for observation in self._stream_run(
+                    assistant_id, tracker, deadline
+                ):
+                    yield observation
+                    if observation.done:
+                        return
+            async for observation in self._poll_run(assistant_id, tracker, deadline):
+                yield observation
+        except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
+            await self.stop_run(assistant_id, tracker.chat_uuid)
+            raise
+
+    async def _stream_run(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> AsyncIterator[_runs.Observation]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        request = self.http.build_request(**self._stream_args(url, deadline))
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError:
+            return
+        try:
+            if not self._is_event_stream(response):
+                return
+            decoder = _wire.SSEDecoder()
+            view: dict[str, Any] = {}
+            async for line in response.aiter_lines():
+                event = decoder.feed(line)
+                if event is None:
+                    continue
+                view = _wire.apply_event(view, event)
+                if "status" not in view:
+                    continue
+                observation = tracker.observe(view)
+                yield observation
+                if observation.error is not None:
+                    raise observation.error
+                if observation.done or time.monotonic() > deadline:
+                    return
+        except httpx.TransportError:
+            logger.info("Devic's run stream went silent or broke; polling instead.")
+        finally:
+            await response.aclose()
+
+    async def _poll_run(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> AsyncIterator[_runs.Observation]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "realtime")
+        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
+        while True:
+            if time.monotonic() > deadline:
+                raise self._deadline_passed(tracker)
+            try:
+                body = await self.read(url, deadline=deadline)
+            except DevicError as error:
+                raise self._follow_started(error, tracker) from None
+            observation = tracker.observe(_wire.parse_view(body, secret=self._secret))
+            yield observation
+            if observation.error is not None:
+                raise observation.error
+            if observation.done:
+                return
+            wait = schedule.next_wait(observation)
+            await _asleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+
+    async def chat_totals(
+        self, assistant_id: str, chat_uuid: str
+    ) -> tuple[int, int] | None:
+        """The chat's token totals so far, or `None` if the history cannot say.
+
+        One history read, for usage only: a server without the history route, or
+        one that keeps failing for `TOTALS_BUDGET` s, costs the usage, never the
+        turn.
+        """
+        try:
+            chat = await self.read_chat(assistant_id, chat_uuid, budget=TOTALS_BUDGET)
+        except DevicError as error:
+            logger.warning("No token totals for chat %s: %s", chat_uuid, error)
+            return None
+        return _wire.chat_totals(chat)
 
 
 # ------------------------------------------------------------------------ pools
@@ -466,6 +981,7 @@ class ClientPools:
         self._user_sync = http_client
         self._user_async = http_async_client
         self._forked = False
+        self.capabilities = RunCapabilities()
         self._forget()
         _LIVE_POOLS.add(self)
 
@@ -495,7 +1011,11 @@ class ClientPools:
                 client = self._sync
                 if client is None:
                     self._warn_if_inherited(self._user_sync)
-                    client = DevicClient(self.settings, http_client=self._user_sync)
+                    client = DevicClient(
+                        self.settings,
+                        http_client=self._user_sync,
+                        capabilities=self.capabilities,
+                    )
                     self._sync = client
         return client
 
@@ -507,7 +1027,11 @@ class ClientPools:
             if entry is None:
                 self._drop_closed_loops()
                 self._warn_if_inherited(self._user_async)
-                client = AsyncDevicClient(self.settings, http_client=self._user_async)
+                client = AsyncDevicClient(
+                    self.settings,
+                    http_client=self._user_async,
+                    capabilities=self.capabilities,
+                )
                 entry = _LoopClient(client, on_close=self._closing)
                 self._async[loop] = entry
         return entry.client

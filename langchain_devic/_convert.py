@@ -16,6 +16,7 @@ Pure functions, tested directly; `ChatDevic` wires them to the HTTP client.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
@@ -399,3 +401,179 @@ def chat_uuid_from_configurable(value: Any, assistant_id: str) -> str | None:
         source = f"config['configurable']['chat_uuid'][{assistant_id!r}]"
         return checked_chat_uuid(value[assistant_id], source)
     return checked_chat_uuid(value, "config['configurable']['chat_uuid']")
+
+
+# ------------------------------------------------------------------ platform runs
+
+
+class StopCutter:
+    """Streamed text cut before the first stop sequence, as `invoke` cuts it.
+
+    Text that could be the start of a stop sequence is held back until the
+    next piece shows it is not; once a stop sequence appears nothing more is
+    let through.
+    """
+
+    def __init__(self, stop: Sequence[str] | None) -> None:
+        self._stops = [s for s in stop or () if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, pieces: Sequence[str]) -> list[str]:
+        """The part of `pieces` that may be shown now."""
+        out: list[str] = []
+        for piece in pieces:
+            if self.stopped:
+                break
+            if not self._stops:
+                out.append(piece)
+                continue
+            self._held += piece
+            cut = min(
+                (i for s in self._stops if (i := self._held.find(s)) != -1),
+                default=-1,
+            )
+            if cut != -1:
+                out.append(self._held[:cut])
+                self._held, self.stopped = "", True
+                break
+            keep = max(len(s) for s in self._stops) - 1
+            ready = len(self._held) - keep
+            if ready > 0:
+                out.append(self._held[:ready])
+                self._held = self._held[ready:]
+        return [piece for piece in out if piece]
+
+    def flush(self) -> list[str]:
+        """What was held back, once the run has ended without a stop sequence."""
+        held, self._held = self._held, ""
+        return [held] if held and not self.stopped else []
+
+
+def chat_totals_in(
+    messages: Sequence[BaseMessage], chat_uuid: str | None
+) -> tuple[int, int] | None:
+    """The chat's token totals before this turn, as far as the input tells.
+
+    A new chat starts at zero; a continued one at the `devic_chat_totals` of its
+    last reply in the input; `None` when the input does not say (read them).
+    """
+    if chat_uuid is None:
+        return (0, 0)
+    for message in reversed(messages):
+        if (
+            isinstance(message, AIMessage)
+            and message.response_metadata.get("chat_uuid") == chat_uuid
+        ):
+            totals = message.response_metadata.get("devic_chat_totals")
+            if isinstance(totals, Mapping):
+                return (
+                    int(totals.get("input_tokens") or 0),
+                    int(totals.get("output_tokens") or 0),
+                )
+            return None
+    return None
+
+
+def run_reply(
+    text: str,
+    chat_uuid: str,
+    timestamp: str | None,
+    before: tuple[int, int] | None,
+    after: tuple[int, int] | None,
+) -> _wire.DevicReply:
+    """A finished run as a reply; its usage is the chat's totals' growth.
+
+    No usage is invented: without both totals the token figures stay `None`.
+    """
+    inp = out = None
+    if before is not None and after is not None:
+        inp = max(after[0] - before[0], 0)
+        out = max(after[1] - before[1], 0)
+    return _wire.DevicReply(
+        text=text,
+        chat_uuid=chat_uuid,
+        tokens_used=None if inp is None or out is None else inp + out,
+        input_tokens=inp,
+        output_tokens=out,
+        timestamp=timestamp,
+    )
+
+
+def with_chat_totals(
+    message: AIMessage | AIMessageChunk, totals: tuple[int, int] | None
+) -> AIMessage | AIMessageChunk:
+    """Record the chat's totals after the turn, for the next turn's usage."""
+    if totals is not None:
+        message.response_metadata["devic_chat_totals"] = {
+            "input_tokens": totals[0],
+            "output_tokens": totals[1],
+        }
+    return message
+
+
+def _history_tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(call.get("id"), str):
+            continue
+        try:
+            args = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            args = {"arguments": function.get("arguments")}
+        calls.append(
+            ToolCall(
+                name=str(function.get("name")),
+                args=args if isinstance(args, dict) else {"value": args},
+                id=call["id"],
+            )
+        )
+    return calls
+
+
+def history_to_messages(
+    chat: Mapping[str, Any], assistant_id: str, chat_uuid: str
+) -> list[BaseMessage]:
+    """A Devic chat history as LangChain messages that continue the chat.
+
+    `user` → HumanMessage, `assistant` → AIMessage (its tool calls, and the chat
+    id and assistant in `response_metadata`, so passing the list back to
+    `invoke` continues the chat), `tool` → ToolMessage, `developer`/`system` →
+    SystemMessage. The last AIMessage carries the chat's token totals.
+    """
+    out: list[BaseMessage] = []
+    for item in _wire.view_messages(chat):
+        if not isinstance(item, Mapping):
+            continue
+        role = item.get("role")
+        text = _wire.message_text(item)
+        if text is None:
+            content = item.get("content")
+            data = content.get("data") if isinstance(content, Mapping) else None
+            text = "" if data is None else json.dumps(data, ensure_ascii=False)
+        if role == "user":
+            out.append(HumanMessage(text))
+        elif role == "assistant":
+            out.append(
+                AIMessage(
+                    content=text,
+                    tool_calls=_history_tool_calls(item),
+                    response_metadata={
+                        "chat_uuid": chat_uuid,
+                        "assistant_id": assistant_id,
+                        "model_name": assistant_id,
+                        "model_provider": PROVIDER,
+                        "timestamp": _wire.iso_timestamp(item.get("timestamp")),
+                    },
+                )
+            )
+        elif role == "tool":
+            out.append(ToolMessage(text, tool_call_id=str(item.get("tool_call_id"))))
+        elif role in {"developer", "system"}:
+            out.append(SystemMessage(text))
+    totals = _wire.chat_totals(chat)
+    last_reply = next((m for m in reversed(out) if isinstance(m, AIMessage)), None)
+    if last_reply is not None:
+        with_chat_totals(last_reply, totals)
+    return out

@@ -42,6 +42,7 @@ __all__ = [
     "PRE_SEND_ERRORS",
     "RETRYABLE_STATUSES",
     "backoff_delay",
+    "next_read_wait",
     "next_wait",
     "sent_nothing",
 ]
@@ -86,3 +87,27 @@ def next_wait(error: RetryableFailure, attempt: int, max_retries: int) -> float 
     ):
         return None
     return retry_wait(retry_after, attempt)
+
+
+#: Answers to a read that may change on the next try (plus any 5xx).
+READ_RETRY_STATUSES = RETRYABLE_STATUSES | {425}
+
+
+def next_read_wait(
+    error: RetryableFailure, attempt: int, remaining: float
+) -> float | None:
+    """Seconds to wait before reading again, or `None` to raise `error` now.
+
+    A read changes nothing on Devic, so a transport failure or a 5xx is retried
+    whatever happened, with the usual backoff, for as long as `remaining`
+    seconds allow. An answer that will not change (400, 401, 403, 404) is not.
+    """
+    status = getattr(error, "status_code", None)
+    if status is not None and status < 500 and status not in READ_RETRY_STATUSES:
+        return None
+    if remaining <= 0:
+        return None
+    retry_after = error.retry_after
+    if retry_after is not None and not math.isfinite(retry_after):
+        retry_after = None
+    return min(retry_wait(retry_after, min(attempt, 8)), remaining)

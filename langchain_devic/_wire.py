@@ -168,10 +168,15 @@ def build_request_body(
     """The JSON body of one turn, in the seed's field names.
 
     `chatUuid` is always present (`null` starts a new conversation, as in the
-    seed's example); `context` and `metadata` only when given; `extra` carries
-    platform fields (`tags`, `userName`, ...) only when the user set them.
+    seed's example). A continued turn also carries the id as `chatUid`, the name
+    Devic's own platform clients send: a server that reads either name continues
+    the chat (Devic ignores fields it does not know). `context` and `metadata`
+    only when given; `extra` carries platform fields (`tools`, `tags`, ...) only
+    when set.
     """
     body: dict[str, Any] = {"message": message, "chatUuid": chat_uuid}
+    if chat_uuid is not None:
+        body["chatUid"] = chat_uuid
     if context:
         body["context"] = dict(context)
     if metadata:
@@ -266,6 +271,54 @@ def _last_assistant(messages: list[Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def assistant_turn(
+    messages: list[Any], sent_roles: frozenset[str] = frozenset({"user"})
+) -> list[Mapping[str, Any]]:
+    """The assistant messages after the last message the client sent.
+
+    `sent_roles` names what the client sends: its `user` message, or `tool`
+    results when it answered a tool call.
+    """
+    start = 0
+    for index, item in enumerate(messages):
+        if isinstance(item, Mapping) and item.get("role") in sent_roles:
+            start = index + 1
+    return [
+        item
+        for item in messages[start:]
+        if isinstance(item, Mapping) and item.get("role") == "assistant"
+    ]
+
+
+def turn_text(turn: list[Mapping[str, Any]]) -> str | None:
+    """The texts of a turn's assistant messages, joined by a blank line.
+
+    Messages without text (a message that only calls tools) are skipped;
+    `None` when no message of the turn has text.
+    """
+    texts = [
+        text
+        for item in turn
+        if (text := _content_text(item.get("content"))) is not None and text != ""
+    ]
+    if not texts:
+        has_empty = any(_content_text(item.get("content")) == "" for item in turn)
+        return "" if has_empty else None
+    return "\n\n".join(texts)
+
+
+def iso_timestamp(value: Any) -> str | None:
+    """A message timestamp as ISO 8601 UTC: epoch milliseconds are converted."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        moment = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return str(value)
+
+
 def unwrap_envelope(payload: Any) -> tuple[Any, dict[str, Any]]:
     """Unwrap `{"success", "data", ...}`; return the payload and envelope extras."""
     if (
@@ -302,22 +355,27 @@ def parse_reply(
     extra: dict[str, Any] = dict(envelope)
 
     if isinstance(payload, list):
-        last = _last_assistant(payload)
-        if last is not None:
-            text = _content_text(last.get("content"))
-            chat_uuid = _chat_id(last)
+        turn = assistant_turn(payload)
+        if turn:
+            last = turn[-1]
+            text = turn_text(turn)
+            chat_uuid = _chat_id(last) or next(
+                (c for m in payload if isinstance(m, Mapping) and (c := _chat_id(m))),
+                None,
+            )
             tokens = _token_fields(last)
+            timestamp = iso_timestamp(last.get("timestamp"))
     elif isinstance(payload, Mapping):
         chat_uuid = _chat_id(payload)
         tokens = _token_fields(payload)
         timestamp = payload.get("timestamp", timestamp)
-        messages = payload.get("messages")
+        messages = payload.get("messages", payload.get("chatContent"))
         if isinstance(messages, list) and "message" not in payload:
-            last = _last_assistant(messages)
-            if last is not None:
-                text = _content_text(last.get("content"))
+            chat_turn = assistant_turn(messages)
+            if chat_turn:
+                text = turn_text(chat_turn)
                 tokens = {
-                    k: v if v is not None else _token_fields(last)[k]
+                    k: v if v is not None else _token_fields(chat_turn[-1])[k]
                     for k, v in tokens.items()
                 }
             extra.update(
@@ -421,6 +479,8 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, Any]:
         code = error.get("code", code)
     elif isinstance(error, str):
         code = code or error
+    if isinstance(message, list) and all(isinstance(m, str) for m in message):
+        message = "; ".join(message)  # NestJS validation errors: a list of texts
     return (
         message if isinstance(message, str) else None,
         str(code) if code is not None else None,
@@ -456,3 +516,208 @@ def api_error(
         body=excerpt(body, secret),
         retry_after=retry_after,
     )
+
+
+# ------------------------------------------------------------------ platform runs
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """The answer to an async send that started a run: the chat to follow."""
+
+    chat_uuid: str
+    note: str | None = None
+
+
+def _is_finished_answer(payload: Any) -> bool:
+    """Whether an async send's answer already holds the reply (no run to follow).
+
+    A reply shape: the seed's body with `tokens_used`, a message list, or a chat
+    object / `messages` list with an assistant message. A bare
+    `{"chatUid", "message"?}` is a started run.
+    """
+    if isinstance(payload, list):
+        return True
+    if not isinstance(payload, Mapping):
+        return False
+    if "tokens_used" in payload:
+        return True
+    messages = payload.get("messages", payload.get("chatContent"))
+    return isinstance(messages, list) and _last_assistant(messages) is not None
+
+
+def parse_run_start(
+    body: bytes, *, sent_chat_uuid: str | None, secret: str | None
+) -> RunStarted | DevicReply:
+    """Read an async send's 2xx answer: a started run, or an already finished reply."""
+    payload, _ = unwrap_envelope(_load_json(body, secret))
+    if _is_finished_answer(payload):
+        return parse_reply(body, sent_chat_uuid=sent_chat_uuid, secret=secret)
+    chat_uuid = _chat_id(payload) if isinstance(payload, Mapping) else None
+    chat_uuid = chat_uuid or sent_chat_uuid
+    if chat_uuid is None:
+        msg = (
+            "Devic answered the async send without a conversation id to follow; "
+            f"first characters: {excerpt(body, secret)!r}"
+        )
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+    note = payload.get("message") if isinstance(payload, Mapping) else None
+    return RunStarted(chat_uuid, note if isinstance(note, str) else None)
+
+
+def parse_view(body: bytes, *, secret: str | None) -> dict[str, Any]:
+    """Read a realtime view (`…/chats/{chat}/realtime`): a dict with a `status`."""
+    payload, _ = unwrap_envelope(_load_json(body, secret))
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("status"), str):
+        msg = (
+            "Devic's realtime view has no status; first characters: "
+            f"{excerpt(body, secret)!r}"
+        )
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+    return dict(payload)
+
+
+def view_messages(view: Mapping[str, Any]) -> list[Any]:
+    """The chat's messages in a realtime view or a chat history."""
+    for key in ("chatHistory", "chatContent", "messages"):
+        messages = view.get(key)
+        if isinstance(messages, list):
+            return messages
+    return []
+
+
+def message_text(message: Any) -> str | None:
+    """A `ChatMessage`'s text (`content.message`, or a plain string content)."""
+    if not isinstance(message, Mapping):
+        return None
+    return _content_text(message.get("content"))
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One server-sent event: its name and its decoded JSON data."""
+
+    event: str
+    data: Any
+
+
+class SSEDecoder:
+    """Server-sent events from lines (the `text/event-stream` format).
+
+    Feed it each line without its line break; it returns an event when a blank
+    line ends one. Comments and unknown fields are ignored; a `data` field that
+    is not JSON becomes a `DevicProtocolError`.
+    """
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SSEEvent | None:
+        """Take one line; return the event it completes, if any."""
+        if line == "":
+            if not self._data:
+                self._event = "message"
+                return None
+            event, data = self._event, "\n".join(self._data)
+            self._event, self._data = "message", []
+            try:
+                return SSEEvent(event, json.loads(data))
+            except ValueError:
+                msg = f"Devic's event stream sent a {event!r} event that is not JSON."
+                raise DevicProtocolError(msg) from None
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+def apply_event(view: dict[str, Any], event: SSEEvent) -> dict[str, Any]:
+    """The realtime view after one stream event (`snapshot`, `partial`, `delta`)."""
+    data = event.data
+    if event.event == "snapshot" and isinstance(data, Mapping):
+        payload, _ = unwrap_envelope(data)
+        return dict(payload) if isinstance(payload, Mapping) else view
+    if event.event == "partial" and isinstance(data, Mapping):
+        return {**view, **data}
+    if event.event == "delta" and isinstance(data, Mapping):
+        append = data.get("append")
+        streaming = view.get("streamingMessage")
+        if isinstance(append, str) and isinstance(streaming, Mapping):
+            content = streaming.get("content")
+            text = _content_text(content) or ""
+            content = dict(content) if isinstance(content, Mapping) else {}
+            content["message"] = text + append
+            return {**view, "streamingMessage": {**streaming, "content": content}}
+    return view
+
+
+def chat_totals(payload: Any) -> tuple[int, int] | None:
+    """A chat's token totals `(input, output)` from its history, if it has them."""
+    if not isinstance(payload, Mapping):
+        return None
+    for source in (payload.get("tokenUsage"), payload):
+        if isinstance(source, Mapping):
+            inp = _as_int(source.get("inputTokens"))
+            out = _as_int(source.get("outputTokens"))
+            if inp is not None or out is not None:
+                return inp or 0, out or 0
+    return None
+
+
+def parse_chat(body: bytes, *, secret: str | None) -> dict[str, Any]:
+    """Read a chat history (`GET …/chats/{chat}`) as a dict."""
+    payload, _ = unwrap_envelope(_load_json(body, secret))
+    if not isinstance(payload, Mapping):
+        msg = f"Devic's chat history is not an object: {excerpt(body, secret)!r}"
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+    return dict(payload)
+
+
+def _chat_summary(item: Mapping[str, Any]) -> dict[str, Any]:
+    created = item.get("creationTimestampMs", item.get("createdAt"))
+    updated = item.get(
+        "lastEditTimestampMs", item.get("updatedAt", item.get("lastUpdatedAt"))
+    )
+    name = item.get("name")
+    return {
+        "chat_uuid": _chat_id(item),
+        "name": name if isinstance(name, str) else None,
+        "created_at": iso_timestamp(created),
+        "updated_at": iso_timestamp(updated),
+    }
+
+
+def parse_chat_list(body: bytes, *, secret: str | None) -> list[dict[str, Any]]:
+    """Read a list of chats: a bare list, `{"histories"}` or `{"chats"}`, enveloped.
+
+    Each chat becomes `{"chat_uuid", "name", "created_at", "updated_at"}` (ISO
+    8601 or `None`), newest first.
+    """
+    payload, _ = unwrap_envelope(_load_json(body, secret))
+    if isinstance(payload, Mapping):
+        payload = payload.get("histories", payload.get("chats", payload.get("data")))
+    if not isinstance(payload, list):
+        msg = f"Devic's chat list is not a list: {excerpt(body, secret)!r}"
+        raise DevicProtocolError(msg, body=excerpt(body, secret))
+    chats = [_chat_summary(item) for item in payload if isinstance(item, Mapping)]
+    return sorted(
+        chats, key=lambda c: c["updated_at"] or c["created_at"] or "", reverse=True
+    )
+
+
+def run_url(base_url: str, assistant_id: str, chat_uuid: str, route: str = "") -> str:
+    """A chat's URL (`…/chats/{chat}`), or one of its routes (`realtime`, `stop`…)."""
+    chat = f"{base_url}/assistants/{quote(assistant_id, safe='')}/chats/"
+    chat += quote(chat_uuid, safe="")
+    return f"{chat}/{route}" if route else chat
+
+
+def chats_url(base_url: str, assistant_id: str) -> str:
+    """The URL of an assistant's chat list."""
+    return f"{base_url}/assistants/{quote(assistant_id, safe='')}/chats"

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
+    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
+from langchain_core.language_models.chat_models import (
+    agenerate_from_stream,
+    generate_from_stream,
+)
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig, ensure_config
@@ -32,8 +42,11 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from typing_extensions import Self, override
 
-from langchain_devic import _wire
+from langchain_devic import _runs, _wire
 from langchain_devic._client import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_RUN_TIMEOUT,
     DEFAULT_TIMEOUT,
     MAX_RESPONSE_BYTES,
     AsyncDevicClient,
@@ -46,15 +59,39 @@ from langchain_devic._convert import (
     PROVIDER,
     DevicRequest,
     History,
+    StopCutter,
     build_devic_request,
+    chat_totals_in,
     chat_uuid_from_configurable,
     checked_chat_uuid,
+    history_to_messages,
     reply_to_chunk,
     reply_to_message,
+    run_reply,
+    with_chat_totals,
 )
 from langchain_devic._retry import DEFAULT_MAX_RETRIES
 
 __all__ = ["ChatDevic"]
+
+RunMode = Literal["auto", "sync", "async"]
+#: The custom event every step of a platform run dispatches.
+PROGRESS_EVENT = "devic_progress"
+
+
+@dataclass(frozen=True)
+class _ProgressSink:
+    """Where a run's progress events go: the model run's handlers and id."""
+
+    handlers: list[BaseCallbackHandler]
+    run_id: uuid.UUID
+    tags: list[str]
+    metadata: dict[str, Any]
+
+
+_PROGRESS: ContextVar[_ProgressSink | None] = ContextVar(
+    "langchain_devic_progress", default=None
+)
 
 #: Guards the lazy creation of every model's pools (rare, and never held long).
 _POOLS_LOCK = threading.Lock()
@@ -122,6 +159,10 @@ class ChatDevic(BaseChatModel):
             http_async_client: httpx.AsyncClient | None = ...,
             default_headers: dict[str, str] | None = ...,
             max_response_bytes: int = ...,
+            run_mode: RunMode = ...,
+            run_timeout: float = ...,
+            poll_interval: float = ...,
+            max_poll_interval: float = ...,
             cache: BaseCache | bool | None = ...,
             **kwargs: Any,
         ) -> None: ...
@@ -194,6 +235,24 @@ class ChatDevic(BaseChatModel):
 
     max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES, gt=0)
     """Answers larger than this (10 MiB) are refused with `DevicProtocolError`."""
+
+    run_mode: RunMode = "auto"
+    """How a call reaches Devic. `"sync"`: the one-call API only (a stream is one
+    chunk); `"async"`: every call is a platform run, followed until it ends;
+    `"auto"` (default): the one call for `invoke`/`batch`, a platform run for
+    `stream`/`astream` (text as it is written, progress events)."""
+
+    run_timeout: float = Field(default=DEFAULT_RUN_TIMEOUT, gt=0)
+    """Seconds one platform run is followed (default 600) before
+    `DevicTimeoutError`, which names the chat: the run may still finish."""
+
+    poll_interval: float = Field(default=DEFAULT_POLL_INTERVAL, gt=0)
+    """First wait between two reads of a run's view when polling (default 0.5 s);
+    it grows by half each read up to `max_poll_interval`, and starts over when
+    the view changed."""
+
+    max_poll_interval: float = Field(default=DEFAULT_MAX_POLL_INTERVAL, gt=0)
+    """Longest wait between two reads of a run's view (default 5 s)."""
 
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Off by default: a Devic turn changes server state, so a cached reply would
@@ -346,9 +405,11 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        return super().stream(
+        config = self._with_run_id(config)
+        chunks = super().stream(
             input, config, stop=stop, **self._with_config(config, kwargs)
         )
+        return self._reporting(chunks, self._progress_sink(config))
 
     @override
     def astream(
@@ -359,8 +420,75 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        return super().astream(
+        config = self._with_run_id(config)
+        chunks = super().astream(
             input, config, stop=stop, **self._with_config(config, kwargs)
+        )
+        return self._areporting(chunks, self._progress_sink(config))
+
+    # BaseChatModel.stream/astream call _stream without their run manager, so the
+    # run's id is chosen here (the config's `run_id`) and its handlers are lent to
+    # _run through a context variable, set only while the model computes a chunk.
+
+    @staticmethod
+    def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
+        config = ensure_config(config)
+        if config.get("run_id") is None:
+            config = {**config, "run_id": uuid.uuid4()}
+        return config
+
+    def _progress_sink(self, config: RunnableConfig) -> _ProgressSink:
+        manager = CallbackManager.configure(
+            config.get("callbacks"),
+            self.callbacks,
+            self.verbose,
+            config.get("tags"),
+            self.tags,
+            config.get("metadata"),
+            self.metadata,
+        )
+        run_id = config.get("run_id") or uuid.uuid4()
+        return _ProgressSink(manager.handlers, run_id, manager.tags, manager.metadata)
+
+    @staticmethod
+    def _reporting(
+        chunks: Iterator[AIMessageChunk], sink: _ProgressSink
+    ) -> Iterator[AIMessageChunk]:
+        while True:
+            token = _PROGRESS.set(sink)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                _PROGRESS.reset(token)
+            yield chunk
+
+    @staticmethod
+    async def _areporting(
+        chunks: AsyncIterator[AIMessageChunk], sink: _ProgressSink
+    ) -> AsyncIterator[AIMessageChunk]:
+        while True:
+            token = _PROGRESS.set(sink)
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                _PROGRESS.reset(token)
+            yield chunk
+
+    @staticmethod
+    def _sink_for(
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> _ProgressSink | None:
+        if run_manager is None:
+            return _PROGRESS.get()
+        return _ProgressSink(
+            run_manager.handlers,
+            run_manager.run_id,
+            run_manager.tags,
+            run_manager.metadata,
         )
 
     def stream_events(
@@ -489,6 +617,8 @@ class ChatDevic(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.run_mode == "async":
+            return generate_from_stream(self._run(messages, stop, run_manager, kwargs))
         assistant_id, reply = self._send(messages, kwargs)
         message = reply_to_message(reply, assistant_id, stop)
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -500,6 +630,10 @@ class ChatDevic(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.run_mode == "async":
+            return await agenerate_from_stream(
+                self._arun(messages, stop, run_manager, kwargs)
+            )
         assistant_id, reply = await self._asend(messages, kwargs)
         message = reply_to_message(reply, assistant_id, stop)
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -511,6 +645,9 @@ class ChatDevic(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if self.run_mode != "sync":
+            yield from self._run(messages, stop, run_manager, kwargs)
+            return
         assistant_id, reply = self._send(messages, kwargs)
         chunk = ChatGenerationChunk(message=reply_to_chunk(reply, assistant_id, stop))
         if run_manager:
@@ -524,8 +661,174 @@ class ChatDevic(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        if self.run_mode != "sync":
+            async for chunk in self._arun(messages, stop, run_manager, kwargs):
+                yield chunk
+            return
         assistant_id, reply = await self._asend(messages, kwargs)
         chunk = ChatGenerationChunk(message=reply_to_chunk(reply, assistant_id, stop))
         if run_manager:
             await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         yield chunk
+
+    # ------------------------------------------------------------ platform runs
+
+    def _run(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> Iterator[ChatGenerationChunk]:
+        """One platform run: its text as it is written, then the closing chunk."""
+        assistant_id, request = self._prepare(messages, kwargs)
+        client = self.client
+        before = chat_totals_in(messages, request.chat_uuid)
+        if before is None and request.chat_uuid is not None:
+            before = client.chat_totals(assistant_id, request.chat_uuid)
+        started = client.start_run(
+            assistant_id,
+            request.message,
+            chat_uuid=request.chat_uuid,
+            context=request.context,
+            metadata=request.metadata,
+        )
+        if isinstance(started, _wire.DevicReply):
+            chunk = self._closing_chunk(started, assistant_id, stop)
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            return
+        tracker = _runs.RunTracker(started.chat_uuid, request.message)
+        cutter = StopCutter(stop)
+        sink = self._sink_for(run_manager)
+        for observation in client.follow_run(assistant_id, tracker):
+            if sink is not None and observation.progress:
+                report = CallbackManager(
+                    sink.handlers, tags=sink.tags, metadata=sink.metadata
+                )
+                for event in observation.progress:
+                    report.on_custom_event(PROGRESS_EVENT, event, run_id=sink.run_id)
+            for piece in cutter.feed(observation.text):
+                chunk = self._text_chunk(piece)
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        for piece in cutter.flush():
+            chunk = self._text_chunk(piece)
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        after = client.chat_totals(assistant_id, tracker.chat_uuid)
+        reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
+        yield self._closing_chunk(reply, assistant_id, None, after)
+
+    async def _arun(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """One platform run: its text as it is written, then the closing chunk."""
+        assistant_id, request = self._prepare(messages, kwargs)
+        client = self.async_client
+        before = chat_totals_in(messages, request.chat_uuid)
+        if before is None and request.chat_uuid is not None:
+            before = await client.chat_totals(assistant_id, request.chat_uuid)
+        started = await client.start_run(
+            assistant_id,
+            request.message,
+            chat_uuid=request.chat_uuid,
+            context=request.context,
+            metadata=request.metadata,
+        )
+        if isinstance(started, _wire.DevicReply):
+            chunk = self._closing_chunk(started, assistant_id, stop)
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            return
+        tracker = _runs.RunTracker(started.chat_uuid, request.message)
+        cutter = StopCutter(stop)
+        sink = self._sink_for(run_manager)
+        async for observation in client.follow_run(assistant_id, tracker):
+            if sink is not None and observation.progress:
+                areport = AsyncCallbackManager(
+                    sink.handlers, tags=sink.tags, metadata=sink.metadata
+                )
+                for event in observation.progress:
+                    await areport.on_custom_event(
+                        PROGRESS_EVENT, event, run_id=sink.run_id
+                    )
+            for piece in cutter.feed(observation.text):
+                chunk = self._text_chunk(piece)
+                if run_manager:
+                    await run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        for piece in cutter.flush():
+            chunk = self._text_chunk(piece)
+            if run_manager:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        after = await client.chat_totals(assistant_id, tracker.chat_uuid)
+        reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
+        yield self._closing_chunk(reply, assistant_id, None, after)
+
+    @staticmethod
+    def _text_chunk(text: str) -> ChatGenerationChunk:
+        return ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+    @staticmethod
+    def _closing_chunk(
+        reply: _wire.DevicReply,
+        assistant_id: str,
+        stop: list[str] | None,
+        totals: tuple[int, int] | None = None,
+    ) -> ChatGenerationChunk:
+        message = with_chat_totals(reply_to_chunk(reply, assistant_id, stop), totals)
+        return ChatGenerationChunk(message=cast(AIMessageChunk, message))
+
+    # ------------------------------------------------------------------ history
+
+    def load_chat(self, chat_uuid: str) -> list[BaseMessage]:
+        """A Devic chat as LangChain messages; pass them back to `invoke` to go on.
+
+        `user` → HumanMessage, `assistant` → AIMessage (with the chat id, so the
+        next call continues this chat), `tool` → ToolMessage,
+        `developer`/`system` → SystemMessage.
+        """
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        chat = self.client.read_chat(self.assistant_id, chat_uuid)
+        return history_to_messages(chat, self.assistant_id, chat_uuid)
+
+    async def aload_chat(self, chat_uuid: str) -> list[BaseMessage]:
+        """A Devic chat as LangChain messages; pass them back to `invoke` to go on.
+
+        `user` → HumanMessage, `assistant` → AIMessage (with the chat id, so the
+        next call continues this chat), `tool` → ToolMessage,
+        `developer`/`system` → SystemMessage.
+        """
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        chat = await self.async_client.read_chat(self.assistant_id, chat_uuid)
+        return history_to_messages(chat, self.assistant_id, chat_uuid)
+
+    def list_chats(self, limit: int = 20) -> list[dict[str, Any]]:
+        """This assistant's chats, newest first (at most `limit`).
+
+        Each is `{"chat_uuid", "name", "created_at", "updated_at"}`, with ISO 8601
+        times or `None`.
+        """
+        chats = self.client.list_chats(self.assistant_id, {"limit": str(limit)})
+        return chats[:limit]
+
+    async def alist_chats(self, limit: int = 20) -> list[dict[str, Any]]:
+        """This assistant's chats, newest first (at most `limit`).
+
+        Each is `{"chat_uuid", "name", "created_at", "updated_at"}`, with ISO 8601
+        times or `None`.
+        """
+        chats = await self.async_client.list_chats(
+            self.assistant_id, {"limit": str(limit)}
+        )
+        return chats[:limit]

@@ -19,8 +19,10 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     │   └── DevicConnectError         could not connect: nothing was sent
     ├── DevicTimeoutError                          ModelTimeoutError
     │   └── DevicConnectTimeoutError  timed out connecting: nothing was sent
-    └── DevicProtocolError                         ModelAPIError
-                               a malformed 2xx answer (not retryable)
+    ├── DevicProtocolError                         ModelAPIError
+    │                          a malformed 2xx answer (not retryable)
+    └── DevicRunError                              ModelAPIError
+                               a platform run ended in `error` (chat_uuid, status)
 
 `is_retryable` is set per instance to what is *safe* to retry: a Devic message
 changes server state, so an error raised after the request may have been
@@ -69,6 +71,7 @@ __all__ = [
     "DevicProtocolError",
     "DevicRateLimitError",
     "DevicRequestTimeoutError",
+    "DevicRunError",
     "DevicServerError",
     "DevicServiceUnavailableError",
     "DevicTimeoutError",
@@ -232,6 +235,35 @@ class DevicProtocolError(DevicError, ModelAPIError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message,), {"body": self.body})
+
+
+class DevicRunError(DevicError, ModelAPIError):
+    """A platform run failed on Devic's side (status `error`), or cannot go on.
+
+    The turn was taken up by Devic, so it is not retryable as such: check the
+    chat (`chat_uuid`) before sending the message again.
+
+    Attributes:
+        chat_uuid: The chat whose run failed.
+        status: The run's last status (`"error"`, `"waiting_for_tool_response"`).
+    """
+
+    def __init__(self, message: str, *, chat_uuid: str, status: str) -> None:
+        super().__init__(message, is_retryable=False)
+        self.chat_uuid = chat_uuid
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_run_error,
+            (type(self), self.message, self.chat_uuid, self.status),
+        )
+
+
+def _rebuild_run_error(
+    cls: type[DevicRunError], message: str, chat_uuid: str, status: str
+) -> DevicRunError:
+    return cls(message, chat_uuid=chat_uuid, status=status)
 
 
 _STATUS_CLASSES: dict[int, type[DevicAPIError]] = {

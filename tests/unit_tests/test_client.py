@@ -804,6 +804,7 @@ def test_request_for_a_continued_conversation() -> None:
     assert json.loads(request.content) == {
         "message": "and then?",
         "chatUuid": "chat-7",
+        "chatUid": "chat-7",
         "context": {"system": "Be brief.", "lang": "en"},
         "metadata": {"userId": "u-1"},
     }
@@ -1171,6 +1172,7 @@ async def test_async_request_shape() -> None:
     assert json.loads(request.content) == {
         "message": "hi",
         "chatUuid": "c-1",
+        "chatUid": "c-1",
         "context": {"k": "v"},
     }
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"

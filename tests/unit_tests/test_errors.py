@@ -178,6 +178,7 @@ def test_every_error_is_exported() -> None:
         "DevicPermissionDeniedError",
         "DevicNotFoundError",
         "DevicRequestTimeoutError",
+        "DevicRunError",
         "DevicConflictError",
         "DevicRateLimitError",
         "DevicServerError",

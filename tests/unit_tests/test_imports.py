@@ -25,6 +25,7 @@ EXPECTED_ALL = {
     "DevicProtocolError",
     "DevicRateLimitError",
     "DevicRequestTimeoutError",
+    "DevicRunError",
     "DevicServerError",
     "DevicServiceUnavailableError",
     "DevicTimeoutError",

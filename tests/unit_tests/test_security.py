@@ -52,6 +52,7 @@ from langchain_devic.errors import (
     DevicProtocolError,
     DevicRateLimitError,
     DevicRequestTimeoutError,
+    DevicRunError,
     DevicServerError,
     DevicServiceUnavailableError,
     DevicTimeoutError,
@@ -279,11 +280,12 @@ def test_every_error_type_hides_the_key_even_when_the_server_echoes_it(
         "(retry after 0 s)"
     )
     # Every class of the error tree was raised (DevicError only as their base;
-    # a connect timeout has no emulator fault: test_client covers it).
+    # a connect timeout has no emulator fault, test_client covers it; a run
+    # error comes from a platform run, test_platform_model covers it).
     raised_types = {type(e) for e in raised}
     tree = {
         cls for name in errors.__all__ if isinstance(cls := getattr(errors, name), type)
-    } - {DevicError, DevicConnectTimeoutError}
+    } - {DevicError, DevicConnectTimeoutError, DevicRunError}
     assert raised_types == tree
     redirect = next(e for e in raised if getattr(e, "status_code", 0) == 307)
     assert type(redirect) is DevicAPIError

@@ -30,6 +30,12 @@ SYNC_NAMES = {
     "_aask": "_ask",
     "_agenerate": "_generate",
     "_arun": "_run",
+    "agenerate_from_stream": "generate_from_stream",
+    "aload_chat": "load_chat",
+    "alist_chats": "list_chats",
+    "aiter_lines": "iter_lines",
+    "areport": "report",
+    "AsyncCallbackManager": "CallbackManager",
     "_asend": "_send",
     "_asleep": "_sleep",
     "_astream": "_stream",
@@ -53,6 +59,16 @@ class _ToSync(ast.NodeTransformer):
         return self.visit_FunctionDef(ast.copy_location(sync, node))
 
     def visit_AsyncFor(self, node: ast.AsyncFor) -> Any:
+        body = node.body
+        if (  # `async for x in it: yield x` is the async spelling of `yield from it`
+            len(body) == 1
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Yield)
+            and ast.dump(body[0].value.value or ast.Constant(None))
+            == ast.dump(node.target).replace("Store()", "Load()")
+        ):
+            delegate = ast.Expr(ast.YieldFrom(node.iter))
+            return self.generic_visit(ast.copy_location(delegate, node))
         sync = ast.For(**{f: getattr(node, f) for f in node._fields})
         return self.generic_visit(ast.copy_location(sync, node))
 
@@ -91,10 +107,24 @@ TWINS = [
     (DevicClient._send_once, AsyncDevicClient._send_once),
     (DevicClient.__init__, AsyncDevicClient.__init__),
     (DevicClient.close, AsyncDevicClient.aclose),
+    (DevicClient.start_run, AsyncDevicClient.start_run),
+    (DevicClient._deliver, AsyncDevicClient._deliver),
+    (DevicClient._read_body, AsyncDevicClient._read_body),
+    (DevicClient.stop_run, AsyncDevicClient.stop_run),
+    (DevicClient.read, AsyncDevicClient.read),
+    (DevicClient.read_chat, AsyncDevicClient.read_chat),
+    (DevicClient.list_chats, AsyncDevicClient.list_chats),
+    (DevicClient.follow_run, AsyncDevicClient.follow_run),
+    (DevicClient._stream_run, AsyncDevicClient._stream_run),
+    (DevicClient._poll_run, AsyncDevicClient._poll_run),
+    (DevicClient.chat_totals, AsyncDevicClient.chat_totals),
     (ChatDevic._send, ChatDevic._asend),
     (ChatDevic._generate, ChatDevic._agenerate),
     (ChatDevic._stream, ChatDevic._astream),
     (ChatDevic.invoke, ChatDevic.ainvoke),
+    (ChatDevic._run, ChatDevic._arun),
+    (ChatDevic.load_chat, ChatDevic.aload_chat),
+    (ChatDevic.list_chats, ChatDevic.alist_chats),
     (DevicAssistantTool._ask, DevicAssistantTool._aask),
     (DevicAssistantTool._run, DevicAssistantTool._arun),
 ]

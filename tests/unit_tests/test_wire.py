@@ -170,6 +170,7 @@ def test_build_request_body_continued_with_context_and_metadata() -> None:
     assert result == {
         "message": "next",
         "chatUuid": "chat-1",
+        "chatUid": "chat-1",  # the platform clients' name, same value
         "context": {"system": "Be brief."},
         "metadata": {"userId": "u-1", "language": "en"},
     }
@@ -182,6 +183,7 @@ def test_build_request_body_omits_empty_optional_objects() -> None:
     assert build_request_body("hi", "c", context={}, metadata={}) == {
         "message": "hi",
         "chatUuid": "c",
+        "chatUid": "c",
     }
 
 
