@@ -15,10 +15,12 @@ import secrets
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
-from langchain_core.messages import AIMessage
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import SecretStr, ValidationError
 
 from langchain_devic._version import __version__
@@ -158,6 +160,62 @@ def turn_info(reply: AIMessage) -> str:
     return f"chat {chat} · {tokens}"
 
 
+class ProgressPrinter(BaseCallbackHandler):
+    """Prints a run's progress (status changes, server-side steps) as faint lines.
+
+    It also remembers the chat the run belongs to, so an interrupted turn can
+    still name it.
+    """
+
+    def __init__(self, stream: TextIO, indent: str = "") -> None:
+        self.stream = stream
+        self.indent = indent
+        self.chat_uuid: str | None = None
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        """Print one `devic_progress` event."""
+        if name != "devic_progress" or not isinstance(data, dict):
+            return
+        self.chat_uuid = data.get("chat_uuid") or self.chat_uuid
+        detail = data.get("summary") or data.get("status")
+        if data.get("tool"):
+            detail = f"{detail} ({data['tool']})"
+        line = f"{self.indent}· {detail}"
+        print(_dim(line, self.stream), file=self.stream, flush=True)
+
+
+def stream_turn(
+    model: ChatDevic,
+    text: str,
+    chat_uuid: str | None,
+    progress: ProgressPrinter,
+    out: TextIO,
+    previous: AIMessage | None = None,
+) -> AIMessage:
+    """Send one turn; print the reply as it is written; return it whole.
+
+    The text goes to `out` (ending with a line break), progress to the
+    printer's stream. `previous`, the chat's last reply, tells the model the
+    chat's token totals so far (no history read to count this turn's usage).
+    """
+    reply: AIMessageChunk | None = None
+    config: RunnableConfig = {"callbacks": [progress]}
+    turn: list[BaseMessage] = [HumanMessage(text)]
+    if (
+        previous is not None
+        and previous.response_metadata.get("chat_uuid") == chat_uuid
+    ):
+        turn.insert(0, previous)
+    for chunk in model.stream(turn, config=config, chat_uuid=chat_uuid):
+        print(chunk.text, end="", file=out, flush=True)
+        reply = chunk if reply is None else reply + chunk
+    print(file=out, flush=True)
+    if reply is None:  # pragma: no cover - a stream always ends with a chunk
+        msg = "Devic's run ended without a reply."
+        raise DevicError(msg)
+    return reply
+
+
 def _dim(text: str, stream: TextIO) -> str:
     """Faint text on a colour terminal (honours `NO_COLOR`), plain otherwise."""
     if stream.isatty() and "NO_COLOR" not in os.environ:
@@ -173,15 +231,16 @@ def _interrupted(chat_uuid: str | None) -> int:
     """Report a Ctrl-C that landed during a turn; return the exit status (130).
 
     The message had been sent, so Devic may still run the turn: say where to
-    look before sending it again. The chat command uses the synchronous call,
-    so the id of a conversation the turn was opening is not known yet.
+    look before sending it again. A new conversation's id is known once Devic
+    accepted the run (its progress names it); before that, it is not.
     """
     print(file=sys.stderr)  # past the ^C the terminal echoed
     if chat_uuid is not None:
         print(f"chat id: {chat_uuid}", file=sys.stderr)
         print(
-            "interrupted: the turn may still complete on Devic; check the "
-            "conversation before sending the message again.",
+            "interrupted: the turn may still complete on Devic (a platform run "
+            "was asked to stop after its current step); check the conversation "
+            "before sending the message again.",
             file=sys.stderr,
         )
     else:
@@ -236,11 +295,11 @@ def _one_shot(model: ChatDevic, text: str, chat_uuid: str | None) -> int:
     if not text.strip():
         msg = "MESSAGE is empty; give the text to send, or none to chat interactively."
         raise UsageError(msg)
+    progress = ProgressPrinter(sys.stderr)
     try:
-        reply = model.invoke(text, chat_uuid=chat_uuid)
+        reply = stream_turn(model, text, chat_uuid, progress, sys.stdout)
     except KeyboardInterrupt:
-        return _interrupted(chat_uuid)
-    print(reply.text)
+        return _interrupted(chat_uuid or progress.chat_uuid)
     print(turn_info(reply), file=sys.stderr)
     return EXIT_OK
 
@@ -259,6 +318,7 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
         "Ctrl-D or /exit quits.",
         file=sys.stderr,
     )
+    previous: AIMessage | None = None
     while True:
         try:
             text = input("you> ").strip()
@@ -274,11 +334,14 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
             note = "(a new conversation starts with your next message)"
             print(_dim(note, sys.stdout))
             continue
+        progress = ProgressPrinter(sys.stderr, indent="       ")
         try:
-            reply = model.invoke(text, chat_uuid=chat_uuid)
+            print("devic> ", end="", flush=True)
+            reply = stream_turn(model, text, chat_uuid, progress, sys.stdout, previous)
         except KeyboardInterrupt:
-            return _interrupted(chat_uuid)
+            return _interrupted(chat_uuid or progress.chat_uuid)
         except DevicError as exc:
+            print()
             _error(exc)
             if _is_stale_chat(exc, chat_uuid):
                 print(
@@ -291,7 +354,7 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
                 return EXIT_ERROR
             continue
         chat_uuid = reply.response_metadata.get("chat_uuid") or chat_uuid
-        print(f"devic> {reply.text}")
+        previous = reply
         print(_dim(f"       {turn_info(reply)}", sys.stdout))
 
 
