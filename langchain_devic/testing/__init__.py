@@ -13,11 +13,24 @@ conversation's history, answer deterministically, and play injected faults::
     with emu.serve() as server:  # http://127.0.0.1:<port>/v1
         ...
 
+With `dialect="platform"` it is the Devic platform as Devic's own clients
+see it: sends answered with a `ChatMessage` list, or (`?async=true`) a run in
+the background followed through the realtime view, an SSE stream, stop, the
+chat history and the chat list. A reply function may return a script of steps
+(`Write`, `ServerTool`, `HandOff`, `Buffer`, `Pause`, `Fail`, `LimitExceeded`)
+that a run plays in real time::
+
+    def support(conversation):
+        return [ServerTool("search", summary="Searching"), "Found it."]
+
+    emu = DevicEmulator(dialect="platform", assistants={"support": support})
+
 From a shell: `python -m langchain_devic.testing --port 8765`.
 
-This module is the facade: `DevicEmulator` is the core (`_core`: state, request
-log, turns) with its faces (`_transport`, `_server`); faults are in `_faults`
-and every answer body in `_render`. None of them imports the client they judge.
+This module is the facade: `DevicEmulator` is the core (`_core`: request log,
+routes, turns) with its faces (`_transport`, `_server`); each chat's state, run
+and stream are in `_chats`, the run steps in `_script`, faults in `_faults` and
+every answer body in `_render`. None of them imports the client they judge.
 """
 
 from __future__ import annotations
@@ -30,19 +43,41 @@ from langchain_devic.testing._core import (
     ReplyFn,
 )
 from langchain_devic.testing._faults import Fault, FaultKind
+from langchain_devic.testing._render import Route
+from langchain_devic.testing._script import (
+    Buffer,
+    Fail,
+    HandOff,
+    LimitExceeded,
+    Pause,
+    RunStatus,
+    ServerTool,
+    Step,
+    Write,
+)
 from langchain_devic.testing._server import EmulatorServer
 from langchain_devic.testing._transport import EmulatorTransport
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "Buffer",
     "Conversation",
     "DevicEmulator",
     "EmulatorServer",
     "EmulatorTransport",
+    "Fail",
     "Fault",
     "FaultKind",
+    "HandOff",
+    "LimitExceeded",
+    "Pause",
     "RecordedRequest",
     "ReplyFn",
+    "Route",
+    "RunStatus",
+    "ServerTool",
+    "Step",
+    "Write",
 ]
 
 
@@ -53,25 +88,55 @@ class DevicEmulator(Core):
     no sockets) and `serve()` (a real HTTP server on a loopback port). Both give
     the same answers for the same requests and random seed.
 
+    Routes, under `base_path` and `/api/v1` alike, each `{prefix}/assistants/{id}/…`:
+    `POST messages` (a send; `?async=true` starts a run in the platform
+    dialect), `GET chats` (the chat list, newest first), `GET chats/{chat}`
+    (the history, with token totals), `GET chats/{chat}/realtime`,
+    `GET chats/{chat}/stream` (SSE), `POST chats/{chat}/stop` and
+    `POST chats/{chat}/tool-response`. Any other path is 404, another method
+    405. A refusal answers at once; latency only delays a turn.
+
     Args:
         api_key: The bearer token the emulator accepts.
         assistants: `None` accepts any assistant id with the default reply;
             otherwise only these ids exist (a mapping gives each its reply
-            function, `None` meaning the default reply).
-        dialect: `"flat"` answers the documented flat body (`chatUuid`,
-            `message`, `tokens_used`, `timestamp`); `"platform"` answers the
-            platform's envelope with a chat object.
+            function, `None` meaning the default reply). A reply function
+            returns the reply text, answer fields to merge in, or a script
+            (`Write`, `ServerTool`, ... ; a string in it is a `Write`).
+        dialect: `"flat"` (the seed contract) answers a send with the flat
+            body (`chatUuid`, `message`, `tokens_used`, `timestamp`), ignores
+            `?async=true`, and refuses with `{"success": false, "error":
+            {"message", "code"}}`; `"platform"` answers a send with the chat
+            as a list of `ChatMessage` (the turn's last reply carries the
+            turn's counts as `messageTokenUsage`), runs `?async=true` sends in
+            the background
+            (answering 201 `{"chatUid"}`), and refuses NestJS-style with
+            `{"statusCode", "message", "error": <CODE>}`.
         random_seed: Makes conversation ids deterministic.
-        base_path: The path prefix of the messages route (`/api/v1` is always
-            served too).
+        base_path: The path prefix of the routes (`/api/v1` is always served
+            too).
+        sse: Whether the stream route is served; `False` answers it 404, so
+            clients fall back to polling.
+        envelope: In the platform dialect, wrap every 2xx JSON answer as
+            `{"success": true, "data": …}`.
+        write_pieces: How many pieces a run writes a reply (or a `Write`
+            without its own) in.
+        write_interval: Seconds before each piece.
 
     Attributes:
         dialect: The answer shape; may be switched between requests.
         random_seed: Seeds the conversation ids; may be changed between requests.
-        latency: Seconds every messages request waits before it is answered.
-        fault_policy: Consulted (with the recorded request) when no fault is
-            queued; return a `Fault` to apply or `None`. Use seeded randomness
-            for soak tests.
+        latency: Seconds every send waits before its turn starts (a refusal,
+            such as the 409 of a busy chat, answers at once).
+        fault_policy: Consulted (with the recorded request) for a send when no
+            fault is queued for it; return a `Fault` to apply or `None`. Use
+            seeded randomness for soak tests.
+        sse: Whether the stream route is served.
+        envelope: Whether platform answers are enveloped.
+        write_pieces: The default pieces of a `Write`.
+        write_interval: The default seconds between two pieces of a `Write`.
+        sse_keepalive: Seconds of quiet before a stream sends a keep-alive
+            comment.
     """
 
     @property

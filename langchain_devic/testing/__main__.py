@@ -1,7 +1,10 @@
 """Run the Devic emulator from a shell: `python -m langchain_devic.testing`.
 
 Serves on a loopback port until Ctrl-C (or SIGTERM) and prints the base URL and
-the fake API key to use, so a notebook or `curl` can talk to it.
+the fake API key to use, so a notebook or `curl` can talk to it. With
+`--dialect platform` it serves Devic's platform API: message lists, `?async=true`
+runs, the realtime view, the SSE stream (unless `--no-sse`), stop, the chat
+history and the chat list.
 """
 
 from __future__ import annotations
@@ -39,7 +42,19 @@ def _parser() -> argparse.ArgumentParser:
         "--dialect",
         choices=("flat", "platform"),
         default="flat",
-        help="answer shape (default: flat)",
+        help="flat: the seed contract's answers; platform: Devic's platform API "
+        "(message lists, async runs, realtime, SSE, stop, history) (default: flat)",
+    )
+    parser.add_argument(
+        "--no-sse",
+        dest="sse",
+        action="store_false",
+        help="answer the SSE stream route 404, so clients poll",
+    )
+    parser.add_argument(
+        "--envelope",
+        action="store_true",
+        help='wrap platform answers as {"success": true, "data": ...}',
     )
     parser.add_argument(
         "--latency",
@@ -66,7 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--port must be in 0..65535")
 
     emulator = DevicEmulator(
-        api_key=args.api_key, dialect=args.dialect, random_seed=args.random_seed
+        api_key=args.api_key,
+        dialect=args.dialect,
+        random_seed=args.random_seed,
+        sse=args.sse,
+        envelope=args.envelope,
     )
     emulator.latency = args.latency
     try:

@@ -1,17 +1,25 @@
 """The emulator's state, and the one way a request goes through it.
 
-`Core` keeps the assistants, the conversations, the queued faults and the log
-of requests. A face hands it each request with `begin()`, which records it,
-checks the route, the token, the body, the assistant and the chat, applies the
-next fault, and reserves the chat being continued (a second turn in a busy chat
-gets 409). The `Exchange` it returns knows how long the request must wait:
-`play()` (a thread) or `aplay()` (a task) waits with the face's own sleep, then
-calls `finish()`, which runs the turn and says how the face must end the
-exchange: answer, drop the connection, or time out. A wait cut short (a
-cancelled task, an interrupt) calls `abandon()`, which frees the chat.
+`Core` keeps the assistants, the chats (`_chats.Chat`), the runs in progress,
+the queued faults and the log of requests. A face hands it each request with
+`begin()`, which records it, routes it, checks the method and the token,
+applies the next fault for its route, and, for a send, checks the body, the
+assistant and the chat and reserves the chat being continued (a second send to
+a busy chat gets 409 at once). The `Exchange` it returns knows how long the
+request must wait: `play()` (a thread) or `aplay()` (a task) waits with the
+face's own sleep, starts the request's work (a turn, or a read of a chat), waits
+for a synchronous run to end if there is one, and says how the face must end
+the exchange: answer (a body, or a stream of SSE frames), drop the connection,
+or time out. A wait cut short before the work started (a cancelled task, an
+interrupt) calls `abandon()`, which frees the chat.
 
-Everything shared sits behind one lock that is never held across a wait or a
-reply function, so the core is safe from server threads and asyncio tasks.
+A turn is a run: the reply function is asked once, its answer becomes a script
+(`_script`), and the run plays it against the chat; an asynchronous send answers
+as soon as the run has started, a synchronous one when it has ended.
+
+Everything shared sits behind one lock (with one condition on it, notified on
+every change) that is never held across a wait or a reply function, so the
+core is safe from server threads, asyncio tasks and run threads.
 """
 
 from __future__ import annotations
@@ -24,24 +32,36 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeAlias
-from urllib.parse import unquote
+from typing import Any, Literal, Protocol, TypeAlias
+from urllib.parse import parse_qs, unquote
 
+from langchain_devic.testing._chats import Chat, Follower, Run, now_ms
 from langchain_devic.testing._faults import NO_FAULT, Action, Face, Fault
 from langchain_devic.testing._render import (
     DIALECTS,
+    ROUTE_METHODS,
+    SSE_CONTENT_TYPE,
     Answer,
     Dialect,
+    Message,
+    Route,
+    StreamAnswer,
+    chats_body,
+    enveloped,
     error_answer,
+    flat_reply_body,
     json_answer,
+    limit_answer,
+    message_list_body,
     method_not_allowed,
-    now,
     replied_chat_id,
-    reply_body,
     route_not_found,
+    started_body,
+    stop_body,
 )
+from langchain_devic.testing._script import STEP_TYPES, Step, Write, as_script
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -61,6 +81,20 @@ PLATFORM_PREFIX = "/api/v1"
 ECHO_CHARS = 200
 #: Headers never kept in the record, so a test log cannot hold a credential.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+#: How often a request waiting for its synchronous run looks again, in seconds.
+RUN_TICK = 0.005
+#: The default pieces and interval (seconds) of a run's `Write` steps.
+WRITE_PIECES = 4
+WRITE_INTERVAL = 0.02
+#: Seconds of quiet before an SSE stream sends a keep-alive comment.
+SSE_KEEPALIVE = 15.0
+#: The routes that name a chat in their path.
+_CHAT_ROUTES: dict[str, Route] = {
+    "realtime": "realtime",
+    "stream": "stream",
+    "stop": "stop",
+    "tool-response": "tool-response",
+}
 
 
 # ------------------------------------------------------------------ public types
@@ -80,8 +114,10 @@ class RecordedRequest:
         body: The raw request body.
         json: The body parsed as JSON, or `None` if it is not JSON.
         assistant_id: The percent-decoded assistant id from the path, or `None`
-            when the path is not a messages route.
-        chat_uuid: The `chatUuid` sent, when it is a string.
+            when the path is no route.
+        chat_uuid: The conversation id sent: a send's `chatUuid` (else its
+            `chatUid`) when it is a string, or the chat a chat route's path
+            names (percent-decoded).
         message: The `message` sent, when it is a string.
         authorized: Whether the bearer token was accepted.
         status: The status answered, or `None` if no answer was sent (dropped,
@@ -89,6 +125,8 @@ class RecordedRequest:
         fault: The kind of the fault applied to this request, if any.
         timestamp: `time.monotonic()` when the request arrived.
         query: The raw query string (without `?`), if any.
+        route: Which route the path is (`messages`, `chats`, `chat`,
+            `realtime`, `stream`, `stop`, `tool-response`), or `None`.
     """
 
     method: str
@@ -104,6 +142,7 @@ class RecordedRequest:
     fault: str | None = None
     timestamp: float = 0.0
     query: str = ""
+    route: Route | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +153,13 @@ class Conversation:
         assistant_id: The assistant being run.
         chat_uuid: The conversation id (new or continued).
         messages: The whole history, oldest first, ending with the new user
-            turn; each item is `{"role": "user" | "assistant", "content": str}`.
+            turn; each item is `{"role": "user" | "assistant" | "tool",
+            "content": str}` (an assistant message that only called tools has
+            `""`).
         context: The request's `context` object, if any.
         metadata: The request's `metadata` object, if any.
         request: The recorded request that carries this turn.
+        tools: The client-side tools the request declared (`tools`), as sent.
     """
 
     assistant_id: str
@@ -126,6 +168,7 @@ class Conversation:
     context: Mapping[str, Any] | None
     metadata: Mapping[str, Any] | None
     request: RecordedRequest
+    tools: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def message(self) -> str:
@@ -138,8 +181,11 @@ class Conversation:
         return sum(1 for m in self.messages if m["role"] == "user")
 
 
-#: A scripted assistant: the reply text, or raw response fields to merge in.
-ReplyFn: TypeAlias = Callable[[Conversation], str | Mapping[str, Any]]
+#: A scripted assistant: the reply text, raw response fields to merge in, or a
+#: script (steps such as `Write`, `ServerTool`, `Fail`; a string is a `Write`).
+ReplyFn: TypeAlias = Callable[
+    [Conversation], str | Mapping[str, Any] | Sequence[Step | str] | Step
+]
 
 
 @dataclass(frozen=True)
@@ -148,24 +194,15 @@ class Outcome:
 
     Attributes:
         action: Send `answer`, drop the connection, refuse it, or time out.
-        answer: What to send, when `action` is `"answer"`.
+        answer: What to send, when `action` is `"answer"`: a body, or a
+            stream of frames.
     """
 
     action: Action
-    answer: Answer | None = None
+    answer: Answer | StreamAnswer | None = None
 
 
 # --------------------------------------------------------------- internal types
-
-
-@dataclass
-class _Chat:
-    """One conversation held by the emulator."""
-
-    assistant_id: str
-    created_at: str
-    messages: list[dict[str, str]]
-    busy: bool = False
 
 
 class _Slot:
@@ -177,18 +214,67 @@ class _Slot:
         self.record = record
 
 
+class _Pending:
+    """A synchronous send whose run is still going: the answer comes at its end."""
+
+    def __init__(self, run: Run, answer: Callable[[], Answer]) -> None:
+        self.run = run
+        self._answer = answer
+
+    def answer(self) -> Answer:
+        return self._answer()
+
+
+#: What starting a request's work gives: an answer, or a run to wait for.
+_Started: TypeAlias = Answer | StreamAnswer | _Pending
+
+
+class _Work(Protocol):
+    """A request's work, done once its wait is over."""
+
+    def start(self) -> _Started:
+        """Do it: answer, or hand back the run to wait for."""
+        ...
+
+    def abandon(self) -> None:
+        """The face gave up before `start`: let go of what was reserved."""
+        ...
+
+
 @dataclass
 class _Turn:
-    """A checked turn waiting to run; `chat` is reserved when it is continued."""
+    """A checked send waiting to run; `chat` is reserved when it is continued."""
 
+    core: Core
     slot: _Slot
     assistant_id: str
     chat_uuid: str | None
     message: str
     context: Mapping[str, Any] | None
     metadata: Mapping[str, Any] | None
+    tools: tuple[Mapping[str, Any], ...]
     reply: ReplyFn
-    chat: _Chat | None = None
+    mode: Literal["sync", "async"]
+    chat: Chat | None = None
+
+    def start(self) -> _Started:
+        return self.core._start_turn(self)
+
+    def abandon(self) -> None:
+        self.core._release(self)
+
+
+@dataclass
+class _Read:
+    """The work of a route that reads (or stops) a chat: one function."""
+
+    answer: Callable[[], Answer | StreamAnswer]
+
+    def start(self) -> _Started:
+        return self.answer()
+
+    def abandon(self) -> None:
+        """Nothing was reserved."""
 
 
 # -------------------------------------------------------------------- exchange
@@ -197,9 +283,9 @@ class _Turn:
 class Exchange:
     """One request on its way through the core: begun, waited, then finished.
 
-    Made by `Core.begin`. A face either calls `play` / `aplay` (wait, then
-    finish, abandoning if the wait is cut short), or does the same by hand with
-    `finish` and `abandon`.
+    Made by `Core.begin`. A face either calls `play` / `aplay` (wait, start
+    the work, wait for a synchronous run, abandoning if the first wait is cut
+    short), or does the same by hand with `finish` and `abandon`.
     """
 
     def __init__(
@@ -209,41 +295,32 @@ class Exchange:
         *,
         delay: float = 0.0,
         answer: Answer | None = None,
-        turn: _Turn | None = None,
+        work: _Work | None = None,
         action: Action = "answer",
         stall: float = 0.0,
     ) -> None:
         self._core = core
         self._slot = slot
         self._answer = answer
-        self._turn = turn
+        self._work = work
         self._action = action
         self._stall = stall
         self._outcome: Outcome | None = None
-        #: Seconds to wait before the turn runs (latency, injected or not).
+        #: Seconds to wait before the work starts (latency, injected or not).
         self.delay = delay
 
     def finish(self) -> Outcome:
-        """Run the turn (if any), settle the record and say how to end."""
-        answer = self._answer
-        if self._turn is not None:
-            try:
-                ran = self._core._run_turn(self._turn)
-            finally:
-                self._core._release(self._turn)
-            if answer is None:
-                answer = ran
-        if self._action != "answer":
-            self._core._settle(self._slot, None)
-            return Outcome(self._action)
-        assert answer is not None  # noqa: S101 - an answering exchange has one
-        self._core._settle(self._slot, answer.status)
-        return Outcome("answer", answer)
+        """Start the work, wait for its run, settle the record, say how to end."""
+        started = self._start()
+        while isinstance(started, _Pending) and not started.run.done:
+            time.sleep(RUN_TICK)
+        return self._conclude(started)
 
     def abandon(self) -> None:
         """The face stopped waiting (e.g. a cancelled task): free the chat."""
-        if self._turn is not None:
-            self._core._release(self._turn)
+        work, self._work = self._work, None
+        if work is not None:
+            work.abandon()
         self._core._settle(self._slot, None)
 
     def play(
@@ -275,26 +352,58 @@ class Exchange:
                 await sleep(seconds)
         return self._ended()
 
+    def _start(self) -> _Started | None:
+        work, self._work = self._work, None
+        return work.start() if work is not None else None
+
+    def _conclude(self, started: _Started | None) -> Outcome:
+        """Settle the record with what is answered, and say how to end."""
+        if isinstance(started, _Pending):
+            started = started.answer()
+        answer = self._answer if self._answer is not None else started
+        if self._action != "answer":
+            self._core._settle(self._slot, None)
+            return Outcome(self._action)
+        assert answer is not None  # noqa: S101 - an answering exchange has one
+        self._core._settle(self._slot, answer.status)
+        return Outcome("answer", answer)
+
     def _waits(self, read_timeout: float | None) -> Generator[float, None, None]:
         """Each wait of this exchange, in order; finishes it on the way.
 
-        The request waits `delay`, then the turn runs. If the client's read
-        timeout is shorter than `delay`, the wait ends there with a
-        `read_timeout` outcome, and the turn still runs, as on a real server
-        that kept working. A `read_timeout` ending stalls (up to the client's
-        timeout) before the face gives up. A face that stops waiting (the
-        generator is closed at a wait) abandons the exchange.
+        The request waits `delay`, then its work starts; a synchronous send
+        then waits for its run to end. If the client's read timeout comes
+        first, the wait ends there with a `read_timeout` outcome, and the turn
+        still runs, as on a real server that kept working. A `read_timeout`
+        ending stalls (up to the client's timeout) before the face gives up. A
+        face that stops waiting (the generator is closed at a wait) abandons
+        the exchange; a run already started goes on.
         """
+        began = time.monotonic()
         wait, gives_up = self.delay, False
         if read_timeout is not None and wait > read_timeout:
             wait, gives_up = read_timeout, True
         try:
             if wait > 0:
                 yield wait
+            started = self._start()
+            while isinstance(started, _Pending) and not started.run.done:
+                left = (
+                    None
+                    if read_timeout is None
+                    else read_timeout - (time.monotonic() - began)
+                )
+                if left is not None and left <= 0:
+                    break
+                yield RUN_TICK if left is None else min(RUN_TICK, left)
         except BaseException:
             self.abandon()
             raise
-        outcome = self.finish()
+        if isinstance(started, _Pending) and not started.run.done:
+            self._core._settle(self._slot, None)
+            self._outcome = Outcome("read_timeout")
+            return
+        outcome = self._conclude(started)
         if gives_up:
             outcome = Outcome("read_timeout")
         elif outcome.action == "read_timeout":
@@ -327,6 +436,11 @@ class Core:
         dialect: Dialect = "flat",
         random_seed: int = 0,
         base_path: str = "/v1",
+        *,
+        sse: bool = True,
+        envelope: bool = False,
+        write_pieces: int = WRITE_PIECES,
+        write_interval: float = WRITE_INTERVAL,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             msg = "api_key must be a non-empty string."
@@ -334,13 +448,21 @@ class Core:
         if dialect not in DIALECTS:
             msg = f"dialect must be 'flat' or 'platform', got {dialect!r}."
             raise ValueError(msg)
+        # A `Write` checks its own pieces and interval the same way.
+        Write("", pieces=write_pieces, interval=write_interval)
         self._api_key = api_key.encode("utf-8")
         self.dialect: Dialect = dialect
         self.random_seed = random_seed
         self.base_path = _normalize_base_path(base_path)
         self.latency: float = 0.0
         self.fault_policy: Callable[[RecordedRequest], Fault | None] | None = None
+        self.sse = sse
+        self.envelope = envelope
+        self.write_pieces = write_pieces
+        self.write_interval = write_interval
+        self.sse_keepalive = SSE_KEEPALIVE
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self._open = assistants is None
         self._assistants: dict[str, ReplyFn | None] = {}
         if isinstance(assistants, str):
@@ -349,10 +471,12 @@ class Core:
             self._assistants.update(assistants)
         elif assistants is not None:
             self._assistants.update(dict.fromkeys(assistants))
-        self._chats: dict[str, _Chat] = {}
+        self._chats: dict[str, Chat] = {}
+        self._runs: set[Run] = set()
         self._slots: list[_Slot] = []
         self._faults: deque[Fault] = deque()
         self._counter = 0
+        self._order = 0
         prefixes = [self.base_path, PLATFORM_PREFIX]
         self._prefixes = tuple(dict.fromkeys(p + "/assistants/" for p in prefixes))
 
@@ -373,7 +497,7 @@ class Core:
             self._assistants[assistant_id] = reply
 
     def inject(self, *faults: Fault) -> None:
-        """Queue faults; each is consumed, in order, by the next messages request."""
+        """Queue faults; each is consumed, in order, by the next request it is for."""
         for fault in faults:
             if not isinstance(fault, Fault):
                 msg = f"inject() takes Fault objects, got {type(fault).__name__}."
@@ -382,12 +506,21 @@ class Core:
             self._faults.extend(faults)
 
     def reset(self) -> None:
-        """Forget requests, conversations and queued faults (and restart the ids)."""
-        with self._lock:
+        """Forget requests, chats and queued faults (and restart the ids).
+
+        Runs in progress are cancelled where they stand, and streams of the
+        forgotten chats close.
+        """
+        with self._changed:
+            for run in self._runs:
+                run.cancelled.set()
+            for chat in self._chats.values():
+                chat.gone = True
             self._slots.clear()
             self._chats.clear()
             self._faults.clear()
             self._counter = 0
+            self._changed.notify_all()
 
     @staticmethod
     def default_reply(conversation: Conversation) -> str:
@@ -407,11 +540,13 @@ class Core:
 
     @property
     def conversations(self) -> dict[str, list[dict[str, str]]]:
-        """Each chat id's history, oldest turn first (a snapshot)."""
+        """Each chat id's history, oldest message first (a snapshot).
+
+        Each message is `{"role", "content"}`; see `Conversation.messages`.
+        """
         with self._lock:
             return {
-                chat_id: [dict(m) for m in chat.messages]
-                for chat_id, chat in self._chats.items()
+                chat_id: _plain(chat.messages) for chat_id, chat in self._chats.items()
             }
 
     @property
@@ -426,6 +561,32 @@ class Core:
             chat = self._chats.get(chat_uuid)
             return chat.assistant_id if chat is not None else None
 
+    def realtime(self, chat_uuid: str) -> dict[str, Any]:
+        """A chat's realtime view now, as the realtime route answers it.
+
+        Raises:
+            KeyError: If there is no such chat.
+        """
+        with self._lock:
+            return self._chats[chat_uuid].view()
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until no run is in progress (every run has ended).
+
+        Args:
+            timeout: The longest wait, in seconds.
+
+        Raises:
+            TimeoutError: If runs are still going after `timeout`; it names
+                their chats.
+        """
+        with self._changed:
+            if self._changed.wait_for(lambda: not self._runs, timeout):
+                return
+            busy = sorted(run.chat.chat_id for run in self._runs)
+        msg = f"Runs still going after {timeout} s in chats {busy}."
+        raise TimeoutError(msg)
+
     # ------------------------------------------------------ the faces' entry
 
     def begin(
@@ -438,6 +599,10 @@ class Core:
         face: Face,
     ) -> Exchange:
         """Record a request and decide how it will be answered (no waiting).
+
+        A refusal (no route, wrong method, bad token, bad body, unknown
+        assistant or chat, busy chat) answers at once: latency, injected or
+        not, delays the work, never a refusal.
 
         Args:
             method: The HTTP method.
@@ -454,33 +619,36 @@ class Core:
         record = slot.record
         with self._lock:
             self._slots.append(slot)
-        if record.assistant_id is None:
+        route = record.route
+        if route is None or (route == "stream" and not self.sse):
             not_found = route_not_found(record.method, record.path)
             return Exchange(self, slot, answer=not_found)
-        delay = max(self.latency, 0.0)
-        if record.method != "POST":
-            not_allowed = method_not_allowed(record.method)
-            return Exchange(self, slot, delay=delay, answer=not_allowed)
+        if record.method != ROUTE_METHODS[route]:
+            not_allowed = method_not_allowed(record.method, ROUTE_METHODS[route])
+            return Exchange(self, slot, answer=not_allowed)
         if not record.authorized:
-            refusal = error_answer(401, "Invalid or missing API key", "UNAUTHORIZED")
-            return Exchange(self, slot, delay=delay, answer=refusal)
+            refusal = self._refusal(401, "Invalid or missing API key", "UNAUTHORIZED")
+            return Exchange(self, slot, answer=refusal)
 
-        fault = self._next_fault(record)
+        fault = self._next_fault(record, route)
         effect = NO_FAULT if fault is None else fault.effect(face)
         if fault is not None:
             slot.record = replace(record, fault=fault.kind)
         if not effect.arrives:
             self._forget(slot)
             return Exchange(self, None, action=effect.action)
-        checked = self._check(slot, header_pairs) if effect.runs_turn else None
-        turn = checked if isinstance(checked, _Turn) else None
-        answer = checked if isinstance(checked, Answer) else None
+        delay = effect.delay + (max(self.latency, 0.0) if route == "messages" else 0.0)
+        checked = self._check(route, slot, header_pairs) if effect.runs_turn else None
+        if isinstance(checked, Answer) and effect.answer is None:
+            if effect.action == "answer":
+                return Exchange(self, slot, answer=checked)  # refused at once
+            delay = 0.0
         return Exchange(
             self,
             slot,
-            delay=delay + effect.delay,
-            answer=effect.answer if effect.answer is not None else answer,
-            turn=turn,
+            delay=delay,
+            answer=effect.answer if effect.answer is not None else _refused(checked),
+            work=None if isinstance(checked, Answer) else checked,
             action=effect.action,
             stall=effect.stall,
         )
@@ -495,8 +663,10 @@ class Core:
         path, _, query = target.partition("?")
         parsed = _parse_json(body)
         payload = parsed if isinstance(parsed, dict) else {}
-        sent_chat = payload.get("chatUuid")
+        routed = self._route(path)
+        route, assistant_id, path_chat = routed or (None, None, None)
         sent_message = payload.get("message")
+        sent_chat = path_chat if route != "messages" else _sent_chat(payload)
         return RecordedRequest(
             method=method.upper(),
             path=path,
@@ -504,20 +674,31 @@ class Core:
             headers=_public_headers(headers),
             body=body,
             json=parsed,
-            assistant_id=self._route(path),
-            chat_uuid=sent_chat if isinstance(sent_chat, str) else None,
+            assistant_id=assistant_id,
+            chat_uuid=sent_chat,
             message=sent_message if isinstance(sent_message, str) else None,
             authorized=self._authorized(headers),
             timestamp=arrived,
+            route=route,
         )
 
-    def _route(self, path: str) -> str | None:
-        """The percent-decoded assistant id of a messages path, else `None`."""
+    def _route(self, path: str) -> tuple[Route, str, str | None] | None:
+        """The route of a path, its decoded assistant id and chat id, else `None`."""
         for prefix in self._prefixes:
-            if path.startswith(prefix):
-                segment, sep, rest = path[len(prefix) :].partition("/")
-                if sep and rest == "messages" and segment:
-                    return unquote(segment)
+            if not path.startswith(prefix):
+                continue
+            parts = [unquote(part) for part in path[len(prefix) :].split("/")]
+            if not all(parts):
+                continue
+            match parts:
+                case [assistant_id, "messages"]:
+                    return "messages", assistant_id, None
+                case [assistant_id, "chats"]:
+                    return "chats", assistant_id, None
+                case [assistant_id, "chats", chat_id]:
+                    return "chat", assistant_id, chat_id
+                case [assistant_id, "chats", chat_id, tail] if tail in _CHAT_ROUTES:
+                    return _CHAT_ROUTES[tail], assistant_id, chat_id
         return None
 
     def _authorized(self, headers: list[tuple[str, str]]) -> bool:
@@ -530,13 +711,20 @@ class Core:
             return False
         return hmac.compare_digest(token.strip().encode("utf-8"), self._api_key)
 
-    def _next_fault(self, record: RecordedRequest) -> Fault | None:
-        """The next queued fault, else what the fault policy says."""
+    def _next_fault(self, record: RecordedRequest, route: Route) -> Fault | None:
+        """The next queued fault for this route, else what the fault policy says.
+
+        The policy is asked about sends (the messages route) only.
+        """
         with self._lock:
-            if self._faults:
-                return self._faults.popleft()
+            for index, fault in enumerate(self._faults):
+                if route in fault.routes:
+                    del self._faults[index]
+                    return fault
         policy = self.fault_policy
-        return policy(record) if policy is not None else None
+        if policy is None or route != "messages":
+            return None
+        return policy(record)
 
     def _forget(self, slot: _Slot) -> None:
         """Take a request that never arrived out of the log."""
@@ -544,124 +732,234 @@ class Core:
             if slot in self._slots:
                 self._slots.remove(slot)
 
-    def _check(self, slot: _Slot, headers: list[tuple[str, str]]) -> _Turn | Answer:
-        """The turn a request asks for (its chat reserved), or the refusal."""
-        record = slot.record
-        problem = _body_problem(record.json, headers)
-        if problem is not None:
-            return error_answer(400, problem, "BAD_REQUEST")
-        payload: dict[str, Any] = record.json
-        chat_uuid: str | None = payload.get("chatUuid")
-        assistant_id = record.assistant_id
-        assert assistant_id is not None  # noqa: S101 - routed requests only
-        with self._lock:
-            if assistant_id in self._assistants:
-                reply = self._assistants[assistant_id] or self.default_reply
-            elif self._open:
-                reply = self.default_reply
-            else:
-                message = f"Assistant '{assistant_id}' not found"
-                return error_answer(404, message, "ASSISTANT_NOT_FOUND")
-            chat = None
-            if chat_uuid is not None:
-                chat = self._chats.get(chat_uuid)
-                if chat is None or chat.assistant_id != assistant_id:
-                    return _chat_not_found(chat_uuid)
-                if chat.busy:
-                    message = "Chat is still processing a previous message"
-                    return error_answer(409, message, "CHAT_BUSY")
-                chat.busy = True
-        return _Turn(
-            slot=slot,
-            assistant_id=assistant_id,
-            chat_uuid=chat_uuid,
-            message=payload["message"],
-            context=payload.get("context"),
-            metadata=payload.get("metadata"),
-            reply=reply,
-            chat=chat,
-        )
-
     def _settle(self, slot: _Slot | None, status: int | None) -> None:
         """Write the status answered (or `None`) into the request's record."""
         if slot is not None:
             with self._lock:
                 slot.record = replace(slot.record, status=status)
 
-    # --------------------------------------------------------------- the turn
+    def _refusal(self, status: int, message: str, code: str) -> Answer:
+        """An error answer in the emulator's dialect."""
+        return error_answer(status, message, code, self.dialect)
 
-    def _run_turn(self, turn: _Turn) -> Answer:
-        """Append the user turn, ask the assistant, append its reply, answer."""
+    def _ok(self, status: int, payload: Any) -> Answer:
+        """A JSON answer; in the platform dialect, enveloped if asked to be."""
+        if self.dialect == "platform" and self.envelope:
+            payload = enveloped(payload)
+        return json_answer(status, payload)
+
+    def _check(
+        self, route: Route, slot: _Slot, headers: list[tuple[str, str]]
+    ) -> _Work | Answer:
+        """The work a request asks for, or its refusal (answered at once)."""
+        record = slot.record
+        if route == "messages":
+            return self._check_send(slot, headers)
+        readers: dict[Route, Callable[[RecordedRequest], Answer | StreamAnswer]] = {
+            "chats": self._answer_chats,
+            "chat": self._answer_history,
+            "realtime": self._answer_realtime,
+            "stream": self._answer_stream,
+            "stop": self._answer_stop,
+            "tool-response": self._answer_tool_response,
+        }
+        reader = readers[route]
+        return _Read(lambda: reader(record))
+
+    # -------------------------------------------------------------- the send
+
+    def _check_send(
+        self, slot: _Slot, headers: list[tuple[str, str]]
+    ) -> _Turn | Answer:
+        """The turn a send asks for (its chat reserved), or the refusal."""
+        record = slot.record
+        problem = _body_problem(record.json, headers)
+        if problem is not None:
+            return self._refusal(400, problem, "BAD_REQUEST")
+        payload: dict[str, Any] = record.json
+        chat_uuid = record.chat_uuid
+        assistant_id = record.assistant_id
+        assert assistant_id is not None  # noqa: S101 - routed requests only
+        asynchronous = self.dialect == "platform" and _flag(record.query, "async")
+        with self._lock:
+            reply = self._reply_of(assistant_id)
+            if reply is None:
+                return self._assistant_not_found(assistant_id)
+            chat = None
+            if chat_uuid is not None:
+                chat = self._chats.get(chat_uuid)
+                if chat is None or chat.assistant_id != assistant_id:
+                    return self._chat_not_found(chat_uuid)
+                if chat.busy:
+                    message = "Chat is still processing a previous message"
+                    return self._refusal(409, message, "CHAT_BUSY")
+                chat.busy = True
+        return _Turn(
+            core=self,
+            slot=slot,
+            assistant_id=assistant_id,
+            chat_uuid=chat_uuid,
+            message=payload["message"],
+            context=payload.get("context"),
+            metadata=payload.get("metadata"),
+            tools=tuple(payload.get("tools") or ()),
+            reply=reply,
+            mode="async" if asynchronous else "sync",
+            chat=chat,
+        )
+
+    def _reply_of(self, assistant_id: str) -> ReplyFn | None:
+        """The reply function of an assistant, `None` if there is no such assistant."""
+        if assistant_id in self._assistants:
+            return self._assistants[assistant_id] or self.default_reply
+        return self.default_reply if self._open else None
+
+    def _start_turn(self, turn: _Turn) -> _Started:
+        """Append the user turn, ask the assistant for a script, start its run.
+
+        An asynchronous send answers `{"chatUid"}` (201) as soon as the run has
+        started; a synchronous one answers when it has ended.
+        """
         opened = self._open_turn(turn)
         if isinstance(opened, Answer):
             return opened
-        chat_id, chat, conversation = opened
+        chat, conversation = opened
         try:
-            text, overrides = _ask(turn.reply, conversation, self.default_reply)
+            steps, overrides = self._script_of(turn, conversation)
         except Exception as exc:
-            self._undo_turn(turn, chat_id, chat)
+            self._undo_turn(turn, chat)
             failure = (
                 f"The reply function of assistant '{turn.assistant_id}' raised "
                 f"{type(exc).__name__}: {exc}"
             )
-            return error_answer(500, failure, "INTERNAL_ERROR")
-        with self._lock:
-            chat.messages.append({"role": "assistant", "content": text})
-            history = [dict(m) for m in chat.messages]
-        dialect = self.dialect
-        body = reply_body(
-            dialect,
-            chat_id=chat_id,
-            assistant_id=turn.assistant_id,
-            created_at=chat.created_at,
-            history=history,
-            metadata=turn.metadata,
-            overrides=overrides,
-        )
-        replied = replied_chat_id(dialect, body)
-        if isinstance(replied, str) and replied != chat_id:
-            self._fork(chat_id, replied)
-        try:
-            return json_answer(200, body)
-        except (TypeError, ValueError) as exc:
-            failure = f"The reply of assistant '{turn.assistant_id}' is not JSON: {exc}"
-            return error_answer(500, failure, "INTERNAL_ERROR")
+            return self._refusal(500, failure, "INTERNAL_ERROR")
+        with self._changed:
+            run = Run(
+                chat,
+                steps,
+                changed=self._changed,
+                runs=self._runs,
+                write_pieces=self.write_pieces,
+                write_interval=self.write_interval,
+            )
+            chat.run = run
+            self._runs.add(run)
+        wait = run.advance()
+        if wait is not None:
+            run.start(wait)
+        if turn.mode == "async":
+            return self._ok(201, started_body(chat.chat_id))
+        return _Pending(run, lambda: self._sync_answer(run, overrides))
 
-    def _open_turn(self, turn: _Turn) -> tuple[str, _Chat, Conversation] | Answer:
+    def _open_turn(self, turn: _Turn) -> tuple[Chat, Conversation] | Answer:
         """Append the user turn to its chat (a new one, or the one reserved)."""
-        with self._lock:
+        with self._changed:
             if turn.chat_uuid is None:
                 chat_id = self._new_chat_id()
-                chat = _Chat(turn.assistant_id, now(), [], busy=True)
+                self._order += 1
+                chat = Chat(chat_id, turn.assistant_id, self._order)
+                chat.busy = True
                 self._chats[chat_id] = chat
                 turn.chat = chat
             else:
-                chat_id = turn.chat_uuid
-                found = self._chats.get(chat_id)
+                found = self._chats.get(turn.chat_uuid)
                 if found is None or found is not turn.chat:  # reset() meanwhile
-                    return _chat_not_found(chat_id)
+                    return self._chat_not_found(turn.chat_uuid)
                 chat = found
-            chat.messages.append({"role": "user", "content": turn.message})
+            chat.add("user", turn.message)
+            if turn.metadata is not None:
+                chat.metadata = turn.metadata
+            chat.status, chat.fields, chat.streaming = "processing", {}, None
+            chat.touch()
+            self._changed.notify_all()
             conversation = Conversation(
                 assistant_id=turn.assistant_id,
-                chat_uuid=chat_id,
-                messages=tuple(dict(m) for m in chat.messages),
+                chat_uuid=chat.chat_id,
+                messages=tuple(_plain(chat.messages)),
                 context=turn.context,
                 metadata=turn.metadata,
                 request=turn.slot.record,
+                tools=turn.tools,
             )
-        return chat_id, chat, conversation
+        return chat, conversation
 
-    def _undo_turn(self, turn: _Turn, chat_id: str, chat: _Chat) -> None:
+    def _script_of(
+        self, turn: _Turn, conversation: Conversation
+    ) -> tuple[tuple[Step, ...], dict[str, Any] | None]:
+        """The steps of a turn, and the answer fields its reply function asked for.
+
+        A plain reply is one `Write`: at once in a synchronous send, in pieces
+        in a run.
+
+        Raises:
+            TypeError: If the reply function returns no reply, fields or script.
+        """
+        result = turn.reply(conversation)
+        overrides = None
+        if isinstance(result, Mapping):
+            overrides = dict(result)
+            scripted = overrides.get("message")
+            result = (
+                scripted
+                if isinstance(scripted, str)
+                else self.default_reply(conversation)
+            )
+        if isinstance(result, str):
+            if turn.mode == "sync":
+                return (Write(result, pieces=1, interval=0),), overrides
+            return (Write(result),), overrides
+        if isinstance(result, (Sequence, *STEP_TYPES)):
+            return as_script(result), overrides
+        kind = type(result).__name__
+        msg = f"a reply function must return str, Mapping or a script, not {kind}"
+        raise TypeError(msg)
+
+    def _sync_answer(self, run: Run, overrides: Mapping[str, Any] | None) -> Answer:
+        """The answer to a synchronous send, from its ended run."""
+        chat = run.chat
+        if run.ended == "error":
+            failure = str(chat.fields.get("errorMessage") or "The assistant failed")
+            return self._refusal(500, failure, "INTERNAL_ERROR")
+        if run.ended == "limit_exceeded":
+            return limit_answer(chat.fields.get("limitExceeded") or {}, now_ms())
+        if self.dialect == "platform":
+            body = message_list_body(
+                chat_id=chat.chat_id,
+                history=run.final,
+                tokens=run.tokens,
+                overrides=overrides,
+            )
+            return self._ok(200, body)
+        flat = flat_reply_body(
+            chat_id=chat.chat_id,
+            text="\n\n".join(run.written),
+            tokens=run.tokens,
+            overrides=overrides,
+        )
+        replied = replied_chat_id(flat)
+        if isinstance(replied, str) and replied != chat.chat_id:
+            self._fork(chat, replied)
+        try:
+            return json_answer(200, flat)
+        except (TypeError, ValueError) as exc:
+            failure = f"The reply of assistant '{chat.assistant_id}' is not JSON: {exc}"
+            return self._refusal(500, failure, "INTERNAL_ERROR")
+
+    def _undo_turn(self, turn: _Turn, chat: Chat) -> None:
         """Take back a user turn whose reply failed (and a chat it created)."""
-        with self._lock:
-            if chat.messages and chat.messages[-1]["content"] == turn.message:
+        with self._changed:
+            last = chat.messages[-1] if chat.messages else None
+            if last is not None and last.role == "user" and last.text == turn.message:
                 chat.messages.pop()
+            chat.busy = False
+            chat.status = "completed"
             if turn.chat_uuid is None and not chat.messages:
-                self._chats.pop(chat_id, None)
+                self._chats.pop(chat.chat_id, None)
+            chat.touch()
+            self._changed.notify_all()
 
     def _release(self, turn: _Turn) -> None:
-        """Free the chat a turn reserved."""
+        """Free the chat a turn reserved, before its run started."""
         with self._lock:
             if turn.chat is not None:
                 turn.chat.busy = False
@@ -675,46 +973,171 @@ class Core:
             if chat_id not in self._chats:
                 return chat_id
 
-    def _fork(self, chat_id: str, new_id: str) -> None:
+    def _fork(self, source: Chat, new_id: str) -> None:
         """Register a scripted fork: the new id continues a copy of the history."""
         with self._lock:
-            source = self._chats.get(chat_id)
-            if source is not None and new_id not in self._chats:
-                self._chats[new_id] = _Chat(
-                    source.assistant_id,
-                    now(),
-                    [dict(m) for m in source.messages],
+            if new_id not in self._chats:
+                self._order += 1
+                self._chats[new_id] = Chat(
+                    new_id, source.assistant_id, self._order, source.messages
                 )
+
+    # ------------------------------------------------------------- the reads
+
+    def _find_chat(self, record: RecordedRequest) -> Chat | Answer:
+        """The chat a chat route names (call with the lock held), or the 404."""
+        assistant_id, chat_id = record.assistant_id, record.chat_uuid
+        assert assistant_id is not None  # noqa: S101 - routed requests only
+        assert chat_id is not None  # noqa: S101 - chat routes name one
+        if self._reply_of(assistant_id) is None:
+            return self._assistant_not_found(assistant_id)
+        chat = self._chats.get(chat_id)
+        if chat is None or chat.assistant_id != assistant_id:
+            return self._chat_not_found(chat_id)
+        return chat
+
+    def _answer_history(self, record: RecordedRequest) -> Answer:
+        """`GET …/chats/{chat}`: the stored chat with its token totals."""
+        return self._answer_chat(record, lambda chat: chat.history())
+
+    def _answer_realtime(self, record: RecordedRequest) -> Answer:
+        """`GET …/chats/{chat}/realtime`: the realtime view."""
+        return self._answer_chat(record, Chat.view)
+
+    def _answer_chat(
+        self, record: RecordedRequest, body: Callable[[Chat], dict[str, Any]]
+    ) -> Answer:
+        """A body read from the chat a route names, or the 404."""
+        with self._lock:
+            chat = self._find_chat(record)
+            if isinstance(chat, Answer):
+                return chat
+            payload = body(chat)
+        return self._ok(200, payload)
+
+    def _answer_stream(self, record: RecordedRequest) -> Answer | StreamAnswer:
+        """`GET …/chats/{chat}/stream`: the realtime view as SSE frames."""
+        with self._lock:
+            chat = self._find_chat(record)
+            if isinstance(chat, Answer):
+                return chat
+        follower = Follower(chat, self._changed, self.sse_keepalive)
+        headers = (("Content-Type", SSE_CONTENT_TYPE), ("Cache-Control", "no-cache"))
+        return StreamAnswer(200, headers, follower)
+
+    def _answer_stop(self, record: RecordedRequest) -> Answer:
+        """`POST …/chats/{chat}/stop`: end the run at its next step boundary."""
+        with self._changed:
+            chat = self._find_chat(record)
+            if isinstance(chat, Answer):
+                return chat
+            run = chat.run
+            if run is None or run.done:
+                message = f"Chat '{chat.chat_id}' is not currently processing"
+                return self._refusal(400, message, "BAD_REQUEST")
+            run.stop_requested = True
+            self._changed.notify_all()
+        return self._ok(201, stop_body(chat.chat_id))
+
+    def _answer_tool_response(self, record: RecordedRequest) -> Answer:
+        """`POST …/chats/{chat}/tool-response`: only a waiting chat takes one."""
+        with self._lock:
+            chat = self._find_chat(record)
+            if isinstance(chat, Answer):
+                return chat
+            waiting = (
+                chat.run is not None and chat.status == "waiting_for_tool_response"
+            )
+        if not waiting:
+            message = f"Chat '{chat.chat_id}' is not waiting for a tool response"
+            return self._refusal(400, message, "BAD_REQUEST")
+        message = "Client tool responses are not emulated yet"
+        return self._refusal(501, message, "NOT_IMPLEMENTED")
+
+    def _answer_chats(self, record: RecordedRequest) -> Answer:
+        """`GET …/assistants/{id}/chats`: the assistant's chats, newest first."""
+        assistant_id = record.assistant_id
+        assert assistant_id is not None  # noqa: S101 - routed requests only
+        query = parse_qs(record.query)
+        paging = _paging(query)
+        if isinstance(paging, str):
+            return self._refusal(400, paging, "BAD_REQUEST")
+        offset, limit = paging
+        content = not _flag(record.query, "omitContent")
+        with self._lock:
+            if self._reply_of(assistant_id) is None:
+                return self._assistant_not_found(assistant_id)
+            chats = sorted(
+                (c for c in self._chats.values() if c.assistant_id == assistant_id),
+                key=lambda c: c.order,
+                reverse=True,
+            )
+            end = len(chats) if limit is None else offset + limit
+            page = [chat.history(content=content) for chat in chats[offset:end]]
+        body = chats_body(
+            page,
+            total=len(chats),
+            offset=offset,
+            limit=len(chats) if limit is None else limit,
+        )
+        return self._ok(200, body)
+
+    def _assistant_not_found(self, assistant_id: str) -> Answer:
+        message = f"Assistant '{assistant_id}' not found"
+        return self._refusal(404, message, "ASSISTANT_NOT_FOUND")
+
+    def _chat_not_found(self, chat_uuid: str) -> Answer:
+        return self._refusal(404, f"Chat '{chat_uuid}' not found", "CHAT_NOT_FOUND")
 
 
 # --------------------------------------------------------------------- helpers
 
 
-def _ask(
-    reply: ReplyFn,
-    conversation: Conversation,
-    default: Callable[[Conversation], str],
-) -> tuple[str, dict[str, Any] | None]:
-    """Call a reply function: the reply text, and the fields it asks to set.
+def _refused(checked: _Work | Answer | None) -> Answer | None:
+    return checked if isinstance(checked, Answer) else None
 
-    Raises:
-        TypeError: If the reply function returns neither a string nor a mapping.
-    """
-    result = reply(conversation)
-    if isinstance(result, str):
-        return result, None
-    if isinstance(result, Mapping):
-        overrides = dict(result)
-        scripted = overrides.get("message")
-        text = scripted if isinstance(scripted, str) else default(conversation)
-        return text, overrides
-    kind = type(result).__name__
-    msg = f"a reply function must return str or Mapping, not {kind}"
-    raise TypeError(msg)
+
+def _plain(messages: Iterable[Message]) -> list[dict[str, str]]:
+    """Messages as `{"role", "content"}` (what reply functions and tests read)."""
+    return [{"role": m.role, "content": m.text or ""} for m in messages]
+
+
+def _sent_chat(payload: Mapping[str, Any]) -> str | None:
+    """The conversation id a send names: `chatUuid`, else `chatUid` (strings only)."""
+    for name in ("chatUuid", "chatUid"):
+        value = payload.get(name)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _flag(query: str, name: str) -> bool:
+    """Whether a query parameter is set to `true` or `1`."""
+    values = parse_qs(query).get(name, [])
+    return any(value.lower() in {"true", "1"} for value in values)
+
+
+def _paging(query: Mapping[str, list[str]]) -> tuple[int, int | None] | str:
+    """`(offset, limit)` of a list request (no limit = every chat), or the problem."""
+    numbers: dict[str, int | None] = {"offset": 0, "limit": None}
+    for name in numbers:
+        values = query.get(name)
+        if not values:
+            continue
+        try:
+            value = int(values[-1])
+        except ValueError:
+            return f"'{name}' must be an integer"
+        if value < 0:
+            return f"'{name}' must be >= 0"
+        numbers[name] = value
+    offset = numbers["offset"]
+    assert offset is not None  # noqa: S101 - defaulted above
+    return offset, numbers["limit"]
 
 
 def _body_problem(payload: Any, headers: list[tuple[str, str]]) -> str | None:
-    """What is wrong with a messages request's body, or `None`."""
+    """What is wrong with a send's body, or `None`."""
     content_type = next(
         (v for k, v in headers if k.lower() == "content-type"), ""
     ).lower()
@@ -723,18 +1146,23 @@ def _body_problem(payload: Any, headers: list[tuple[str, str]]) -> str | None:
     message = payload.get("message") if isinstance(payload, dict) else None
     if not isinstance(payload, dict) or not isinstance(message, str) or not message:
         return "'message' is required and must be a non-empty string"
-    chat_uuid = payload.get("chatUuid")
-    if chat_uuid is not None and not isinstance(chat_uuid, str):
-        return "'chatUuid' must be a string or null"
+    for name in ("chatUuid", "chatUid"):
+        chat = payload.get(name)
+        if chat is not None and not isinstance(chat, str):
+            return f"'{name}' must be a string or null"
+    both = payload.get("chatUuid"), payload.get("chatUid")
+    if None not in both and both[0] != both[1]:
+        return "'chatUuid' and 'chatUid' name different chats"
     for name in ("context", "metadata"):
         value = payload.get(name)
         if value is not None and not isinstance(value, dict):
             return f"'{name}' must be an object"
+    tools = payload.get("tools")
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
+    ):
+        return "'tools' must be a list of objects"
     return None
-
-
-def _chat_not_found(chat_uuid: str) -> Answer:
-    return error_answer(404, f"Chat '{chat_uuid}' not found", "CHAT_NOT_FOUND")
 
 
 def _normalize_base_path(base_path: str) -> str:

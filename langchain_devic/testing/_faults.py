@@ -12,13 +12,15 @@ branch).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Literal, NoReturn, TypeAlias
 
 from langchain_devic.testing._render import (
     JSON_CONTENT_TYPE,
+    ROUTE_METHODS,
     Answer,
+    Route,
     default_error_body,
     dump,
 )
@@ -74,7 +76,9 @@ class Fault:
 
     Build faults with the classmethods (`Fault.status(429, retry_after=2)`,
     `Fault.drop()`, ...) and queue them with `DevicEmulator.inject`; each one is
-    consumed by the next authorized POST to a messages route.
+    consumed by the next authorized request to one of its routes: the messages
+    route (sync or async sends), unless `on()` names others
+    (`Fault.drop().on("realtime")`).
 
     Attributes:
         kind: Which failure this is; also what `RecordedRequest.fault` says.
@@ -82,6 +86,7 @@ class Fault:
         seconds: How long to wait (`latency`, `read_timeout`).
         body: The body answered (`status`, `malformed`, `raw`).
         headers: Extra response headers, as `(name, value)` pairs.
+        routes: The routes whose requests consume it (see `Route`).
     """
 
     kind: FaultKind
@@ -89,6 +94,28 @@ class Fault:
     seconds: float = 0.0
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    routes: tuple[Route, ...] = ("messages",)
+
+    def on(self, *routes: Route) -> Fault:
+        """This fault, consumed by requests to `routes` instead.
+
+        Args:
+            routes: Route names: `messages`, `chats`, `chat` (the history),
+                `realtime`, `stream`, `stop`, `tool-response`.
+
+        Returns:
+            A copy of the fault for those routes.
+
+        Raises:
+            ValueError: If no route or an unknown one is named.
+        """
+        unknown = [route for route in routes if route not in ROUTE_METHODS]
+        if not routes or unknown:
+            msg = (
+                f"on() takes route names among {sorted(ROUTE_METHODS)}, got {routes!r}."
+            )
+            raise ValueError(msg)
+        return replace(self, routes=tuple(routes))
 
     @classmethod
     def status(
@@ -129,7 +156,11 @@ class Fault:
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:
-        """Sleep `seconds` before handling this one request normally."""
+        """Sleep `seconds` before handling this one request normally.
+
+        Only the work waits: a refusal (such as the 409 of a busy chat)
+        still answers at once.
+        """
         return cls(kind="latency", seconds=_check_seconds(seconds))
 
     @classmethod

@@ -4,7 +4,9 @@
 from the emulator's core, so real clients (curl, a notebook, `httpx` with real
 sockets, vcrpy) can talk to it. It refuses any address that is not loopback,
 never logs (request lines and headers could carry secrets), keeps connections
-alive, and on `close()` stops serving, drops open connections and frees the port.
+alive, writes an SSE stream chunk by chunk as it happens (flushing each frame,
+then closing the connection), and on `close()` stops serving, ends open
+streams, drops open connections and frees the port.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from types import TracebackType
 from typing import Any
 
 from langchain_devic.testing._core import Core
-from langchain_devic.testing._render import SERVER_NAME, Answer, error_answer
+from langchain_devic.testing._render import (
+    SERVER_NAME,
+    Answer,
+    StreamAnswer,
+    error_answer,
+)
 
 __all__ = ["EmulatorServer", "is_loopback_host"]
 
@@ -56,7 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyError as exc:
             self.close_connection = True
-            self._send(error_answer(exc.status, str(exc), "BAD_REQUEST"))
+            refusal = error_answer(
+                exc.status, str(exc), "BAD_REQUEST", emulator.dialect
+            )
+            self._send(refusal)
             return
         try:
             exchange = emulator.begin(
@@ -68,10 +78,13 @@ class _Handler(BaseHTTPRequestHandler):
             # the traceback still goes to stderr via handle_error.
             self.close_connection = True
             failure = f"Emulator error: {type(exc).__name__}: {exc}"
+            refusal = error_answer(500, failure, "INTERNAL_ERROR", emulator.dialect)
             with contextlib.suppress(OSError):
-                self._send(error_answer(500, failure, "INTERNAL_ERROR"))
+                self._send(refusal)
             raise
-        if outcome.answer is not None:
+        if isinstance(outcome.answer, StreamAnswer):
+            self._stream(outcome.answer)
+        elif outcome.answer is not None:
             self._send(outcome.answer)
         else:  # dropped, or a read timeout whose stall is over
             self._drop()
@@ -121,6 +134,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(answer.body)
 
+    def _stream(self, answer: StreamAnswer) -> None:
+        """Write the frames as chunks as they come, then close the connection."""
+        self.close_connection = True
+        self.send_response_only(answer.status)
+        for name, value in answer.wire_headers():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for frame in answer.frames.iterate(self.server.closing.is_set):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+        if not self.server.closing.is_set():
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
     def _drop(self) -> None:
         """Close the connection without a single byte of answer."""
         self.close_connection = True
@@ -140,6 +171,8 @@ class _LoopbackHTTPServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        #: Set by `EmulatorServer.close()`: open streams end.
+        self.closing = threading.Event()
         super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
@@ -233,6 +266,7 @@ class EmulatorServer:
             if self._closed:
                 return
             self._closed = True
+            self._httpd.closing.set()
             self._httpd.shutdown()
             self._thread.join()
             self._httpd.server_close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -883,47 +884,6 @@ def test_cli_names_the_dialects_and_the_random_seed(
     assert "--random-seed" in capsys.readouterr().out
 
 
-def test_platform_dialect_answers_the_enveloped_chat_object() -> None:
-    emu = DevicEmulator(api_key=API_KEY, dialect="platform", random_seed=7)
-    with httpx.Client(
-        transport=emu.transport(), base_url=emu.base_url, headers=AUTH
-    ) as c:
-        first = send(c, "hello there", metadata={"lang": "en"}).json()
-        second = send(c, "how are you", CHAT_0).json()
-    assert first["success"] is True
-    assert TIMESTAMP.match(first["timestamp"])
-    assert TIMESTAMP.match(first["data"]["createdAt"])
-    assert without_timestamps(first) == {
-        "success": True,
-        "data": {
-            "chatUid": CHAT_0,
-            "assistantIdentifier": "helper",
-            "messages": [
-                {"role": "user", "content": {"message": "hello there"}},
-                {
-                    "role": "assistant",
-                    "content": {
-                        "message": "Reply 1 from helper: hello there",
-                        "data": None,
-                        "files": [],
-                    },
-                },
-            ],
-            "metadata": {"lang": "en"},
-            "inputTokens": 2,
-            "outputTokens": 6,
-        },
-    }
-    assert second["data"]["metadata"] == {}
-    assert [m["content"]["message"] for m in second["data"]["messages"]] == [
-        "hello there",
-        "Reply 1 from helper: hello there",
-        "how are you",
-        "Reply 2 from helper: how are you",
-    ]
-    assert (second["data"]["inputTokens"], second["data"]["outputTokens"]) == (11, 7)
-
-
 # -------------------------------------------------------------- reply scripts
 
 
@@ -969,19 +929,31 @@ def test_reply_mapping_can_fork_the_conversation(
     assert len(emu.conversations[chat]) == 4
 
 
-def test_platform_reply_mapping_updates_data() -> None:
+def test_platform_reply_mapping_updates_the_last_assistant_message() -> None:
     emu = DevicEmulator(
         api_key=API_KEY,
         dialect="platform",
-        assistants={"helper": lambda c: {"message": "custom", "outputTokens": None}},
+        assistants={
+            "helper": lambda c: {
+                "message": "custom",
+                "timestamp": None,
+                "messageTokenUsage": None,
+                "citations": ["doc-1"],
+            }
+        },
     )
     with httpx.Client(
         transport=emu.transport(), base_url=emu.base_url, headers=AUTH
     ) as c:
-        data = send(c, "hi").json()["data"]
-    assert "outputTokens" not in data
-    assert "message" not in data
-    assert data["messages"][-1]["content"]["message"] == "custom"
+        user, reply = send(c, "hi").json()
+    assert "timestamp" in user
+    assert reply == {
+        "uid": reply["uid"],
+        "role": "assistant",
+        "content": {"message": "custom"},
+        "chatUid": user["chatUid"],
+        "citations": ["doc-1"],
+    }
 
 
 def test_a_failing_reply_function_is_a_500_and_leaves_no_turn(
@@ -1081,23 +1053,7 @@ def test_loopback_hosts() -> None:
     "stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
 )
 def test_cli_serves_until_interrupted(stop: signal.Signals) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "langchain_devic.testing",
-            "--port",
-            "0",
-            "--api-key",
-            "cli-key",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
+    with served_cli("--api-key", "cli-key") as (process, line):
         match = re.fullmatch(
             r"Devic emulator listening on (http://127\.0\.0\.1:(\d+)/v1) "
             r"\(API key: cli-key\)",
@@ -1114,12 +1070,29 @@ def test_cli_serves_until_interrupted(stop: signal.Signals) -> None:
         assert response.json()["message"] == "Reply 1 from helper: hi"
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+@contextlib.contextmanager
+def served_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m langchain_devic.testing --port 0 *args`, and its first line.
+
+    The process is killed on the way out if it still runs.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "langchain_devic.testing", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process, process.stdout.readline().strip()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
 
 
 def test_cli_refuses_non_loopback_hosts(capsys: pytest.CaptureFixture[str]) -> None:
