@@ -411,10 +411,13 @@ def parse_reply(
 
 
 def _token_fields(obj: Mapping[str, Any]) -> dict[str, int | None]:
+    """Token figures of an answer, or of a message (its `messageTokenUsage`)."""
+    usage = obj.get("messageTokenUsage")
+    source = usage if isinstance(usage, Mapping) else obj
     return {
         "tokens_used": _as_int(obj.get("tokens_used")),
-        "input_tokens": _as_int(obj.get("inputTokens")),
-        "output_tokens": _as_int(obj.get("outputTokens")),
+        "input_tokens": _as_int(source.get("inputTokens")),
+        "output_tokens": _as_int(source.get("outputTokens")),
     }
 
 
