@@ -38,6 +38,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 POLL_INTERVAL = 0.05
 
 
+#: Seconds a finished stream stays open after its last frame.
+STREAM_LINGER = 0.25
+
+
 class _BodyError(Exception):
     """The request body could not be read (bad length or chunking, too large)."""
 
@@ -148,6 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
         for frame in answer.frames.iterate(self.server.closing.is_set):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
             self.wfile.flush()
+        # A reader that handles each frame before it notices the end (Devic's
+        # CLI `live` parser on Node does) hangs when the last frame and the end
+        # arrive in one read: let the last frame travel alone.
+        self.server.closing.wait(STREAM_LINGER)
         if not self.server.closing.is_set():
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
