@@ -123,7 +123,7 @@ def open_endpoint(
         return
 
     token = secrets.token_urlsafe(24)
-    with DevicEmulator(api_key=token).serve() as server:
+    with DevicEmulator(api_key=token, dialect="platform").serve() as server:
         yield Endpoint(
             server.base_url,
             SecretStr(token),

@@ -1,4 +1,4 @@
-"""The tour behind `python -m langchain_devic demo`: three short, readable scenes.
+"""The tour behind `python -m langchain_devic demo`: four short, readable scenes.
 
 1. One LCEL chain call: `prompt | ChatDevic | StrOutputParser`.
 2. A three-turn conversation: the reply history carries the chatUuid, so every
@@ -6,6 +6,8 @@
 3. An agent delegating to `DevicAssistantTool`: a scripted planner (no LLM, no
    LangGraph) asks for a tool call, the tool runs in an agent thread, and the
    planner answers from the tool's result.
+4. A streamed platform run: the reply arrives in pieces as the assistant
+   writes it, with `devic_progress` events for its status changes.
 
 It needs only the runtime dependencies (langchain-core, httpx, pydantic), so it
 runs right after `pip install -e .`.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -118,7 +120,7 @@ def _tokens(message: AIMessage) -> str:
 
 
 def run_tour(model: ChatDevic, out: TextIO) -> None:
-    """Run the three scenes against `model`'s assistant, writing to `out`."""
+    """Run the four scenes against `model`'s assistant, writing to `out`."""
 
     def say(text: str = "") -> None:
         out.write(text + "\n")
@@ -179,4 +181,27 @@ def run_tour(model: ChatDevic, out: TextIO) -> None:
             say(f"{INDENT}planner: {message.text}")
 
     say()
+    say("4. Streaming a platform run: text as it is written, progress as it moves")
+    progress = _ProgressLog()
+    pieces: list[str] = []
+    question = "Tell me about the tram lines."
+    for chunk in model.stream(question, config={"callbacks": [progress]}):
+        if chunk.text:
+            pieces.append(chunk.text)
+    say(f"{INDENT}model.stream({question!r})")
+    say(f"{INDENT}-> {len(pieces)} pieces: {' | '.join(pieces)}")
+    say(f"{INDENT}   progress: {' -> '.join(progress.statuses) or 'none reported'}")
+
+    say()
     say("Done. Next: `python -m langchain_devic chat`, or the README's guide.")
+
+
+class _ProgressLog(BaseCallbackHandler):
+    """Collects the statuses a run's `devic_progress` events report."""
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        if name == "devic_progress" and isinstance(data, dict):
+            self.statuses.append(str(data.get("summary") or data.get("status")))

@@ -98,10 +98,22 @@ def test_demo_tours_the_bundled_emulator() -> None:
     # The agent's final answer is built from the assistant's reply.
     tool_reply = re.search(r"^   tool:    (.+)$", out, re.MULTILINE)
     assert tool_reply is not None
-    final = out.strip().splitlines()[-3]
-    assert final.startswith("   planner: The Devic assistant answered: ")
+    final = next(
+        line
+        for line in out.splitlines()
+        if line.startswith("   planner: The Devic assistant answered: ")
+    )
     assert tool_reply.group(1) in final
     assert re.search(rf"thread 'demo-thread' -> chatUuid {UUID}  tokens \d+", out)
+
+    # A streamed platform run: several pieces that join to the reply, and the
+    # statuses its progress events reported.
+    pieces = re.search(r"^   -> (\d+) pieces: (.+)$", out, re.MULTILINE)
+    assert pieces is not None
+    assert int(pieces.group(1)) > 1
+    joined = pieces.group(2).replace(" | ", "")
+    assert joined == "Reply 1 from demo-assistant: Tell me about the tram lines."
+    assert "progress: processing -> completed" in out
     assert result.stderr == ""
 
 
@@ -113,7 +125,11 @@ def test_chat_one_shot_prints_reply_then_chat_and_tokens() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Reply 1 from demo-assistant: hello there\n"
     assert EMULATOR_LINE.search(result.stderr)
-    assert re.search(rf"^chat {UUID} · \d+ tokens$", result.stderr, re.MULTILINE)
+    tokens = r"\d+ tokens \(\d+ in, \d+ out\)"
+    assert re.search(rf"^chat {UUID} · {tokens}$", result.stderr, re.MULTILINE)
+    # The bundled emulator runs the turn as a platform run: progress on stderr.
+    assert "· processing" in result.stderr
+    assert "· completed" in result.stderr
 
 
 def test_chat_interactive_keeps_the_chat_uuid_and_exits_on_eof() -> None:
