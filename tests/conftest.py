@@ -72,6 +72,10 @@ def vcr_config() -> dict[str, Any]:
     config.pop("cassette_library_dir", None)  # ours comes from vcr_cassette_dir
     config["filter_headers"] = _REDACTED_HEADERS
     config["match_on"] = ("method", "path", "body")
+    # A run is followed by reading the same URL until the status changes: each
+    # recorded answer must be played once, in order (with repeats allowed, the
+    # first answer would be replayed forever).
+    config["allow_playback_repeats"] = False
     config["before_record_request"] = _scrub_request
     config["before_record_response"] = _scrub_response
     config["decode_compressed_response"] = True

@@ -30,8 +30,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def emulator() -> DevicEmulator:
-    """The session's emulator core (any assistant id exists)."""
-    return DevicEmulator(api_key=EMULATOR_KEY, random_seed=7)
+    """The session's emulator (any assistant id exists), as Devic's platform.
+
+    Streams are platform runs followed over HTTP, so the cassettes hold real
+    runs: the async send, the event stream or the realtime reads, the history.
+    """
+    return DevicEmulator(api_key=EMULATOR_KEY, random_seed=7, dialect="platform")
 
 
 #: Filled by `devic_endpoint` for the standard suites, whose `chat_model_params`
