@@ -1,12 +1,12 @@
 """On-demand benchmarks for langchain-devic (not part of the default test run).
 
-Run all four from the repository root, with the `bench` extra installed::
+Run all five from the repository root, with the `bench` extra installed::
 
-    python -m tests.benchmarks            # prints four tables, writes RESULTS.md
+    python -m tests.benchmarks            # prints seven tables, writes RESULTS.md
     python -m tests.benchmarks --quick    # fewer iterations, for a smoke run
 
 Each benchmark is also a script of its own (`python -m
 tests.benchmarks.bench_overhead`, `bench_fanout`, `bench_import`,
-`bench_memory`). Every request goes to an in-process transport or to the
-emulator's server on 127.0.0.1: nothing leaves the machine.
+`bench_memory`, `bench_runs`). Every request goes to an in-process transport
+or to the emulator's server on 127.0.0.1: nothing leaves the machine.
 """

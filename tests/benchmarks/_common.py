@@ -136,16 +136,23 @@ def bench_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def emit(table: Table, json_path: str | None) -> None:
-    """Print the table and, if asked, save it for the runner."""
-    print(table.markdown(), flush=True)
+def emit(tables: Table | Sequence[Table], json_path: str | None) -> None:
+    """Print the table (or tables) and, if asked, save them for the runner."""
+    if isinstance(tables, Table):
+        tables = [tables]
+    for table in tables:
+        print(table.markdown(), flush=True)
     if json_path:
-        Path(json_path).write_text(json.dumps(asdict(table)), encoding="utf-8")
+        saved = [asdict(table) for table in tables]
+        Path(json_path).write_text(json.dumps(saved), encoding="utf-8")
 
 
-def load_table(path: Path) -> Table:
-    """A table saved by `emit`."""
-    return Table(**json.loads(path.read_text(encoding="utf-8")))
+def load_tables(path: Path) -> list[Table]:
+    """The tables saved by `emit` (a benchmark may produce several)."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(saved, dict):
+        saved = [saved]
+    return [Table(**table) for table in saved]
 
 
 def python_exe() -> str:

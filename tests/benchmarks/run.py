@@ -1,10 +1,10 @@
-"""Run the four benchmarks, print their tables and write them to RESULTS.md.
+"""Run the five benchmarks, print their tables and write them to RESULTS.md.
 
 Usage, from the repository root (with the `bench` extra installed)::
 
-    python -m tests.benchmarks            # full run, about 4 minutes on 2 cores
+    python -m tests.benchmarks            # full run, about 6 minutes on 2 cores
     python -m tests.benchmarks --quick    # smoke run; RESULTS.md is not written
-    python -m tests.benchmarks --only overhead fanout
+    python -m tests.benchmarks --only overhead runs
 
 Each benchmark runs in a fresh interpreter, so one cannot warm (or bloat) the
 next: memory and import figures start from a clean process.
@@ -20,19 +20,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks._common import RESULTS_PATH, Table, load_table, machine
+from tests.benchmarks._common import RESULTS_PATH, Table, load_tables, machine
 
 BENCHMARKS = {
     "overhead": "tests.benchmarks.bench_overhead",
     "fanout": "tests.benchmarks.bench_fanout",
     "import": "tests.benchmarks.bench_import",
     "memory": "tests.benchmarks.bench_memory",
+    "runs": "tests.benchmarks.bench_runs",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_one(module: str, quick: bool, folder: Path) -> tuple[Table, float]:
-    """Run one benchmark module in a subprocess; return its table and wall time."""
+def run_one(module: str, quick: bool, folder: Path) -> tuple[list[Table], float]:
+    """Run one benchmark module in a subprocess; return its tables and wall time."""
     out = folder / f"{module.rsplit('.', 1)[1]}.json"
     command = [sys.executable, "-m", module, "--json", str(out)]
     if quick:
@@ -41,7 +42,7 @@ def run_one(module: str, quick: bool, folder: Path) -> tuple[Table, float]:
     subprocess.run(
         command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=1800
     )
-    return load_table(out), time.perf_counter() - start
+    return load_tables(out), time.perf_counter() - start
 
 
 def results_markdown(tables: list[Table], elapsed: dict[str, float]) -> str:
@@ -81,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="devic-bench-") as folder:
         for name in names:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            table, seconds = run_one(BENCHMARKS[name], args.quick, Path(folder))
-            tables.append(table)
+            produced, seconds = run_one(BENCHMARKS[name], args.quick, Path(folder))
+            tables.extend(produced)
             elapsed[name] = seconds
-            print(table.markdown(), flush=True)
+            for table in produced:
+                print(table.markdown(), flush=True)
     for key, value in machine().items():
         print(f"{key}: {value}")
     if args.quick or args.only:
