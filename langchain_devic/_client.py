@@ -57,7 +57,8 @@ MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: for polling.
 SSE_SILENCE = 60.0
 #: A stop request is best effort: it gets this long, once.
-STOP_TIMEOUT = httpx.Timeout(5.0)
+STOP_SECONDS = 5.0
+STOP_TIMEOUT = httpx.Timeout(STOP_SECONDS)
 DEFAULT_RUN_TIMEOUT = 600.0
 #: How long reading a chat's totals (for usage only) may keep retrying.
 TOTALS_BUDGET = 30.0
@@ -156,6 +157,8 @@ class _BaseDevicClient:
         self.poll_interval = settings.poll_interval
         self.max_poll_interval = settings.max_poll_interval
         self.capabilities = capabilities or RunCapabilities()
+        #: Stop requests in flight (a closing client waits for them).
+        self._stopping = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -491,6 +494,7 @@ class DevicClient(_BaseDevicClient):
 
     def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
         """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+        self._stopping += 1
         try:
             response = self.http.request(**self._stop_args(assistant_id, chat_uuid))
             logger.info(
@@ -498,6 +502,8 @@ class DevicClient(_BaseDevicClient):
             )
         except Exception as exc:
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+        finally:
+            self._stopping -= 1
 
     # ------------------------------------------------------------------- reads
 
@@ -666,6 +672,19 @@ class AsyncDevicClient(_BaseDevicClient):
             )
         return self._http
 
+    async def quiesce(self) -> None:
+        """Let stop requests started by other finalizers finish (5 s at most).
+
+        When a loop shuts down it finalizes every async generator at once: a
+        stream closed early (which sends a stop) and this client's own closer.
+        Yield first so the others start, then wait for their stops.
+        """
+        for _ in range(3):
+            await _asleep(0)
+        deadline = time.monotonic() + STOP_SECONDS
+        while self._stopping and time.monotonic() < deadline:
+            await _asleep(0.01)
+
     async def aclose(self) -> None:
         """Close the connection pool if this client built it."""
         if self._owns_http and self._http is not None:
@@ -753,6 +772,7 @@ class AsyncDevicClient(_BaseDevicClient):
 
     async def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
         """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+        self._stopping += 1
         try:
             response = await self.http.request(
                 **self._stop_args(assistant_id, chat_uuid)
@@ -762,6 +782,8 @@ class AsyncDevicClient(_BaseDevicClient):
             )
         except Exception as exc:
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+        finally:
+            self._stopping -= 1
 
     # ------------------------------------------------------------------- reads
 
@@ -942,6 +964,7 @@ class _LoopClient:
         finally:
             if not self._discarded:
                 self._on_close(self)
+                await self.client.quiesce()
                 await self.client.aclose()
 
     def discard(self) -> None:

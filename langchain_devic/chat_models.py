@@ -114,9 +114,19 @@ class ChatDevic(BaseChatModel):
     so one object serves any number of concurrent conversations.
 
     Usage:
-        Devic reports one total, `tokens_used`. It becomes `usage_metadata` with
-        `total_tokens == tokens_used`; when Devic gives no input/output split,
-        the whole count is reported as `output_tokens` (and `input_tokens` is 0).
+        The one call reports `tokens_used` (and sometimes an input/output split):
+        it becomes `usage_metadata` with `total_tokens == tokens_used`; without
+        a split the whole count is `output_tokens`. A platform run reports no
+        counts: its usage is the growth of the chat's totals (read from the
+        history after the run), and `response_metadata["devic_chat_totals"]`
+        keeps the totals for the next turn. No figures at all: `None`.
+
+    Streaming:
+        `stream`/`astream` follow a platform run (`run_mode="auto"`): the text
+        as it is written, then a closing chunk with usage and metadata, and
+        `devic_progress` custom events for status changes and server-side
+        steps. Stopping early (closing the stream, cancelling the task, Ctrl-C)
+        asks Devic once to stop the run.
 
     Example:
         ```python
@@ -454,29 +464,39 @@ class ChatDevic(BaseChatModel):
     def _reporting(
         chunks: Iterator[AIMessageChunk], sink: _ProgressSink
     ) -> Iterator[AIMessageChunk]:
-        while True:
-            token = _PROGRESS.set(sink)
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            finally:
-                _PROGRESS.reset(token)
-            yield chunk
+        try:
+            while True:
+                token = _PROGRESS.set(sink)
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                finally:
+                    _PROGRESS.reset(token)
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:  # a stream closed early stops its run now
+                close()
 
     @staticmethod
     async def _areporting(
         chunks: AsyncIterator[AIMessageChunk], sink: _ProgressSink
     ) -> AsyncIterator[AIMessageChunk]:
-        while True:
-            token = _PROGRESS.set(sink)
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            finally:
-                _PROGRESS.reset(token)
-            yield chunk
+        try:
+            while True:
+                token = _PROGRESS.set(sink)
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _PROGRESS.reset(token)
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:  # a stream closed early stops its run now
+                await aclose()
 
     @staticmethod
     def _sink_for(

@@ -155,3 +155,29 @@ def test_loops_closed_by_hand_leave_at_most_one_stale_client(
 
     gc.collect()
     assert open_descriptors() - before <= 6
+
+
+def test_an_async_stream_left_early_stops_its_run_before_its_pool_closes() -> None:
+    """At the end of `asyncio.run` the loop finalizes the abandoned stream (which
+    sends the stop) and the model's pool together: the stop still goes out."""
+    from langchain_devic.testing import Write
+
+    def slow(conversation: object) -> list[Write]:
+        return [Write(f"part {i}.", pieces=2, interval=0.02) for i in range(10)]
+
+    emulator = DevicEmulator(
+        api_key=KEY, dialect="platform", assistants={"slow": slow}, random_seed=3
+    )
+    with emulator.serve() as running:
+        chat = ChatDevic(assistant_id="slow", api_key=KEY, base_url=running.base_url)
+
+        async def main() -> None:
+            async for chunk in chat.astream("go"):
+                if chunk.text:
+                    break
+
+        asyncio.run(main())
+        emulator.wait_idle()
+    stops = [r for r in emulator.requests if r.path.endswith("/stop")]
+    assert len(stops) == 1
+    assert stops[0].status == 201

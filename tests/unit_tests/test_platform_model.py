@@ -263,3 +263,22 @@ def test_the_one_call_on_the_platform_reads_the_message_list(
         == sent[1]["chatUuid"]
         == first.response_metadata["chat_uuid"]
     )
+
+
+def test_breaking_out_of_a_stream_stops_the_run(emulator: DevicEmulator) -> None:
+    for chunk in model(emulator, "slow").stream("x"):
+        if chunk.text:
+            break
+    emulator.wait_idle()
+    assert len([r for r in emulator.requests if r.path.endswith("/stop")]) == 1
+
+
+def test_breaking_out_of_an_async_stream_stops_the_run(emulator: DevicEmulator) -> None:
+    async def main() -> None:
+        async for chunk in model(emulator, "slow").astream("x"):
+            if chunk.text:
+                break
+
+    asyncio.run(main())
+    emulator.wait_idle()
+    assert len([r for r in emulator.requests if r.path.endswith("/stop")]) == 1
