@@ -397,7 +397,7 @@ def parse_reply(
         )
         raise DevicProtocolError(msg, body=excerpt(body, secret))
 
-    if secret and secret in json.dumps(extra, default=str):
+    if extra and secret and secret in json.dumps(extra, default=str):
         extra = json.loads(redact(json.dumps(extra, default=str), secret))
     return DevicReply(
         text=text,

@@ -13,6 +13,7 @@ per process and event loop, and never copied or pickled.
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -852,3 +853,9 @@ class ChatDevic(BaseChatModel):
             self.assistant_id, {"limit": str(limit)}
         )
         return chats[:limit]
+
+
+# BaseChatModel inspects `_generate`'s signature on every call; a precomputed one
+# makes that a lookup.
+for _method in (ChatDevic._generate, ChatDevic._agenerate):
+    setattr(_method, "__signature__", inspect.signature(_method))  # noqa: B010

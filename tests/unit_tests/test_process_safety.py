@@ -434,3 +434,35 @@ def test_langchains_model_retry_middleware_honours_is_retryable(
     middleware = ModelRetryMiddleware()
     assert isinstance(error, ModelError)
     assert middleware.retry_on(error) is retried
+
+
+# ------------------------------------------------------------------- TLS cost
+
+
+def test_every_built_client_shares_one_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the CA bundle costs ~30 ms and 0.8 MiB: once per process, not once
+    per client (a client per event loop would pay it at every asyncio.run)."""
+    from langchain_devic import _client
+
+    built: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(_client, "_SSL_CONTEXT", None)
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    models = [own_pools_model() for _ in range(3)]
+    clients = [m.client.http for m in models]
+
+    async def build_async() -> list[object]:
+        return [m.async_client.http for m in models]
+
+    clients += asyncio.run(build_async())
+    assert len(built) == 1
+    assert len({id(c) for c in clients}) == 6  # six pools ...
+    contexts = {id(c._transport._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
+    assert contexts == {id(built[0])}  # ... one TLS context

@@ -34,6 +34,7 @@ SYNC_NAMES = {
     "aload_chat": "load_chat",
     "alist_chats": "list_chats",
     "aiter_lines": "iter_lines",
+    "aread": "read",
     "areport": "report",
     "AsyncCallbackManager": "CallbackManager",
     "_asend": "_send",
