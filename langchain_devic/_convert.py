@@ -299,7 +299,9 @@ def usage_from_reply(reply: _wire.DevicReply) -> UsageMetadata | None:
     else:
         inp = min(inp, total)
         out = total - inp
-    usage: UsageMetadata = {
+    # mypy's 3.10 target reads langchain-core >= 1.8 (a 3.11+ release) without
+    # its NotRequired markers, so the optional *_token_details look required.
+    usage: UsageMetadata = {  # type: ignore[typeddict-item, unused-ignore]
         "input_tokens": inp,
         "output_tokens": out,
         "total_tokens": total,
@@ -527,6 +529,7 @@ def _history_tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
                 name=str(function.get("name")),
                 args=args if isinstance(args, dict) else {"value": args},
                 id=call["id"],
+                type="tool_call",
             )
         )
     return calls
