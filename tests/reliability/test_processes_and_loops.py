@@ -85,6 +85,12 @@ def collect(read_end: int, expected_lines: int) -> list[str]:
 
 
 @linux_only
+# The emulator's server thread runs in this process; the children touch only the
+# client (as forked web workers do), so Python 3.12+'s warning about forking a
+# threaded process is expected here.
+@pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
 def test_forked_children_never_read_each_others_replies(
     server: EmulatorServer,
 ) -> None:
