@@ -309,15 +309,16 @@ def usage_from_reply(reply: _wire.DevicReply) -> UsageMetadata | None:
     return usage
 
 
+def _first_stop(text: str, stop: Sequence[str] | None) -> int:
+    """Where the first stop sequence in `text` begins, or -1."""
+    found = [i for s in stop or () if s and (i := text.find(s)) != -1]
+    return min(found, default=-1)
+
+
 def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     """The reply up to (not including) the first stop sequence."""
-    cut = len(text)
-    for sequence in stop or ():
-        if sequence:
-            found = text.find(sequence)
-            if found != -1:
-                cut = min(cut, found)
-    return text[:cut]
+    cut = _first_stop(text, stop)
+    return text if cut == -1 else text[:cut]
 
 
 def _response_metadata(
@@ -431,10 +432,7 @@ class StopCutter:
                 out.append(piece)
                 continue
             self._held += piece
-            cut = min(
-                (i for s in self._stops if (i := self._held.find(s)) != -1),
-                default=-1,
-            )
+            cut = _first_stop(self._held, self._stops)
             if cut != -1:
                 out.append(self._held[:cut])
                 self._held, self.stopped = "", True

@@ -129,11 +129,7 @@ class RunTracker:
         start = self._turn_start(messages)
         if start is None:
             return []
-        turn = [
-            m
-            for m in messages[start:]
-            if isinstance(m, Mapping) and m.get("role") == "assistant"
-        ]
+        turn = _wire.assistant_messages(messages[start:])
         streaming = self.view.get("streamingMessage")
         if isinstance(streaming, Mapping) and not any(
             streaming.get("uid") is not None and m.get("uid") == streaming.get("uid")

@@ -283,9 +283,14 @@ def assistant_turn(
     for index, item in enumerate(messages):
         if isinstance(item, Mapping) and item.get("role") in sent_roles:
             start = index + 1
+    return assistant_messages(messages[start:])
+
+
+def assistant_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
+    """The `assistant` messages of a message list, in order."""
     return [
         item
-        for item in messages[start:]
+        for item in messages
         if isinstance(item, Mapping) and item.get("role") == "assistant"
     ]
 

@@ -180,36 +180,74 @@ async def time_async(
     return timings
 
 
-def _settle(emulator: DevicEmulator | None) -> Callable[[], None]:
+def settle(*emulators: DevicEmulator) -> Callable[[], None]:
+    """Between timed blocks: empty the emulators' records and collect garbage."""
+
     def between_blocks() -> None:
-        if emulator is not None:
+        for emulator in emulators:
             emulator.reset()
         gc.collect()
 
     return between_blocks
 
 
+def paired_calls(
+    emulator: DevicEmulator,
+    transport: Any,
+    captured: CapturedRequest,
+    call: Callable[[], Any],
+) -> Callable[[], httpx.Response]:
+    """The raw httpx post of `captured`, checked to reach the emulator
+    byte-identical to what `call` (the model's invoke) sends."""
+    client = httpx.Client(transport=transport)
+
+    def raw() -> httpx.Response:
+        response = client.post(
+            captured.url, json=captured.body, headers=captured.headers
+        )
+        assert response.status_code == 200
+        return response
+
+    emulator.reset()
+    raw()
+    call()
+    raw_rec, model_rec = emulator.requests
+    assert raw_rec.body == model_rec.body, (raw_rec.body, model_rec.body)
+    assert raw_rec.headers == model_rec.headers, (raw_rec.headers, model_rec.headers)
+    assert (raw_rec.status, model_rec.status) == (200, 200)
+    return raw
+
+
 # ------------------------------------------------------------------- set-ups
 
 
-def devic_setup() -> tuple[DevicEmulator, ChatDevic, CapturedRequest, Any]:
-    emulator = DevicEmulator(api_key=API_KEY, random_seed=0)
+def devic_setup(
+    fields: dict[str, Any] | None = None, dialect: str | None = None
+) -> tuple[DevicEmulator, ChatDevic, CapturedRequest, Any]:
+    """An in-process emulator, a ChatDevic on it, and the request it sends.
+
+    `fields` go to `ChatDevic`; `dialect=None` keeps the emulator's default
+    (the code before platform runs, which bench_runs times too, has none).
+    """
+    options: dict[str, Any] = {"api_key": API_KEY, "random_seed": 0}
+    if dialect is not None:
+        options["dialect"] = dialect
+    emulator = DevicEmulator(**options)
     transport = emulator.transport()
     recorder = Recorder(transport)
-    probe = ChatDevic(
-        model=ASSISTANT,
-        api_key=API_KEY,
-        base_url=INPROCESS_BASE_URL,
-        http_client=httpx.Client(transport=recorder),
-    )
+    settings: dict[str, Any] = {
+        "model": ASSISTANT,
+        "api_key": API_KEY,
+        "base_url": INPROCESS_BASE_URL,
+        **(fields or {}),
+    }
+    probe = ChatDevic(**settings, http_client=httpx.Client(transport=recorder))
     reply = probe.invoke(PROMPT)
     assert reply.text == f"Reply 1 from {ASSISTANT}: {PROMPT}", reply.text
     captured = capture(recorder.last)
     assert captured.body == {"message": PROMPT, "chatUuid": None}, captured.body
     model = ChatDevic(
-        model=ASSISTANT,
-        api_key=API_KEY,
-        base_url=INPROCESS_BASE_URL,
+        **settings,
         http_client=httpx.Client(transport=transport),
         http_async_client=httpx.AsyncClient(transport=transport),
     )
@@ -250,25 +288,12 @@ def measure(quick: bool) -> tuple[Table, dict[str, Timings]]:
     results: dict[str, Timings] = {}
 
     emulator, devic, dcap, dtransport = devic_setup()
-    draw = httpx.Client(transport=dtransport)
-    settle = _settle(emulator)
-
-    def devic_raw() -> httpx.Response:
-        response = draw.post(dcap.url, json=dcap.body, headers=dcap.headers)
-        assert response.status_code == 200
-        return response
+    between_blocks = settle(emulator)
 
     def devic_model() -> AIMessage:
         return devic.invoke(PROMPT)
 
-    # The raw request reaches the emulator byte-identical to the model's.
-    emulator.reset()
-    devic_raw()
-    devic_model()
-    raw_rec, model_rec = emulator.requests
-    assert raw_rec.body == model_rec.body, (raw_rec.body, model_rec.body)
-    assert raw_rec.headers == model_rec.headers, (raw_rec.headers, model_rec.headers)
-    assert (raw_rec.status, model_rec.status) == (200, 200)
+    devic_raw = paired_calls(emulator, dtransport, dcap, devic_model)
 
     results["devic_sync"] = time_sync(
         devic_raw,
@@ -276,7 +301,7 @@ def measure(quick: bool) -> tuple[Table, dict[str, Timings]]:
         blocks=blocks,
         block_size=block_size,
         warmup=warmup,
-        between_blocks=settle,
+        between_blocks=between_blocks,
     )
 
     async def devic_async() -> Timings:
@@ -294,14 +319,14 @@ def measure(quick: bool) -> tuple[Table, dict[str, Timings]]:
             blocks=blocks,
             block_size=block_size,
             warmup=warmup,
-            between_blocks=settle,
+            between_blocks=between_blocks,
         )
 
     results["devic_async"] = asyncio.run(devic_async())
 
     openai, ocap, otransport = openai_setup()
     oraw = httpx.Client(transport=otransport)
-    osettle = _settle(None)
+    osettle = settle()
     results["openai_sync"] = time_sync(
         lambda: oraw.post(ocap.url, json=ocap.body, headers=ocap.headers),
         lambda: openai.invoke(PROMPT),

@@ -29,7 +29,6 @@ Run: `python -m tests.benchmarks.bench_runs [--quick]`.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -45,8 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 # Module-level imports are only what the code before platform runs also has:
 # the baseline subprocess imports this module against that older package (the
 # script steps, `ServerTool` and `Write`, are imported where scripts are built).
@@ -55,14 +52,18 @@ from langchain_devic.testing import DevicEmulator, RecordedRequest
 from tests.benchmarks._common import (
     API_KEY,
     ASSISTANT,
-    INPROCESS_BASE_URL,
     Table,
     bench_args,
     emit,
     median,
     percentile,
 )
-from tests.benchmarks.bench_overhead import PROMPT, Recorder, capture
+from tests.benchmarks.bench_overhead import (
+    PROMPT,
+    devic_setup,
+    paired_calls,
+    settle,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -504,53 +505,12 @@ def one_call_pair(
     `dialect=None` leaves the emulator's default (the code before platform
     runs has no `dialect`); `fields` go to `ChatDevic`.
     """
-    options: dict[str, Any] = {"api_key": API_KEY, "random_seed": 0}
-    if dialect is not None:
-        options["dialect"] = dialect
-    emulator = DevicEmulator(**options)
-    transport = emulator.transport()
-    recorder = Recorder(transport)
-    settings: dict[str, Any] = {
-        "model": ASSISTANT,
-        "api_key": API_KEY,
-        "base_url": INPROCESS_BASE_URL,
-        **fields,
-    }
-    probe = ChatDevic(**settings, http_client=httpx.Client(transport=recorder))
-    expected = f"Reply 1 from {ASSISTANT}: {PROMPT}"
-    assert probe.invoke(PROMPT).text == expected
-    captured = capture(recorder.last)
-    model = ChatDevic(**settings, http_client=httpx.Client(transport=transport))
-    raw_client = httpx.Client(transport=transport)
-
-    def raw() -> httpx.Response:
-        response = raw_client.post(
-            captured.url, json=captured.body, headers=captured.headers
-        )
-        assert response.status_code == 200
-        return response
+    emulator, model, captured, transport = devic_setup(fields, dialect)
 
     def call() -> Any:
         return model.invoke(PROMPT)
 
-    # The raw request reaches the emulator byte-identical to the model's.
-    emulator.reset()
-    raw()
-    call()
-    raw_rec, model_rec = emulator.requests
-    assert raw_rec.body == model_rec.body, (raw_rec.body, model_rec.body)
-    assert raw_rec.headers == model_rec.headers, (raw_rec.headers, model_rec.headers)
-    assert (raw_rec.status, model_rec.status) == (200, 200)
-    return emulator, raw, call
-
-
-def settle(*emulators: DevicEmulator) -> Callable[[], None]:
-    def between_blocks() -> None:
-        for emulator in emulators:
-            emulator.reset()
-        gc.collect()
-
-    return between_blocks
+    return emulator, paired_calls(emulator, transport, captured, call), call
 
 
 def blocks_for(quick: bool) -> tuple[int, int, int]:

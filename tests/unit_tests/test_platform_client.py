@@ -27,27 +27,12 @@ from langchain_devic.errors import (
     DevicServerError,
     DevicTimeoutError,
 )
+from tests.unit_tests.platform_views import CHAT, msg, view
 
 KEY = "platform-TOKEN-3b1d"
 BASE = "https://devic.test/api/v1"
 ASSISTANT = "helper"
-CHAT = "chat-run-1"
 PREFIX = f"/api/v1/assistants/{ASSISTANT}"
-
-
-def msg(uid: str, role: str, text: str | None, **extra: Any) -> dict[str, Any]:
-    content = {} if text is None else {"message": text}
-    return {
-        "uid": uid,
-        "role": role,
-        "content": content,
-        "timestamp": 1_700_000_000_000,
-        **extra,
-    }
-
-
-def view(status: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"chatUID": CHAT, "status": status, "chatHistory": list(messages), **extra}
 
 
 USER = msg("u1", "user", "hello")
@@ -346,26 +331,26 @@ def test_closing_a_stream_early_asks_devic_to_stop_once() -> None:
     assert stops[0].url.path == f"{PREFIX}/chats/{CHAT}/stop"
 
 
-def test_keyboard_interrupt_while_following_stops_the_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def ctrl_c_while_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C lands while the client waits between two reads."""
+
     def interrupted(seconds: float) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_client, "_sleep", interrupted)
+
+
+@pytest.mark.usefixtures("ctrl_c_while_waiting")
+def test_keyboard_interrupt_while_following_stops_the_run() -> None:
     fake = FakePlatform()
     with pytest.raises(KeyboardInterrupt):
         follow(client_for(fake))
     assert len(fake.routes("POST", "/stop")) == 1
 
 
-def test_a_failed_stop_request_never_hides_the_interrupt(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def interrupted(seconds: float) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_client, "_sleep", interrupted)
+@pytest.mark.usefixtures("ctrl_c_while_waiting")
+def test_a_failed_stop_request_never_hides_the_interrupt() -> None:
     fake = FakePlatform()
     original = fake.__call__
 

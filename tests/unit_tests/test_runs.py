@@ -16,24 +16,7 @@ from langchain_devic.errors import (
     DevicRateLimitError,
     DevicRunError,
 )
-
-CHAT = "chat-1"
-
-
-def msg(uid: str, role: str, text: str | None, **extra: Any) -> dict[str, Any]:
-    content = {} if text is None else {"message": text}
-    return {
-        "uid": uid,
-        "role": role,
-        "content": content,
-        "timestamp": 1_700_000_000_000,
-        **extra,
-    }
-
-
-def view(status: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"chatUID": CHAT, "status": status, "chatHistory": list(messages), **extra}
-
+from tests.unit_tests.platform_views import CHAT, msg, view
 
 EARLIER = [msg("u0", "user", "first"), msg("a0", "assistant", "old reply")]
 
