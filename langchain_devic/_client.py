@@ -29,6 +29,7 @@ from collections.abc import (
     Coroutine,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import Any, cast
 
@@ -45,6 +46,7 @@ from langchain_devic.errors import (
     DevicError,
     DevicNotFoundError,
     DevicProtocolError,
+    DevicServerError,
     DevicTimeoutError,
 )
 
@@ -266,6 +268,59 @@ class _BaseDevicClient:
             "headers": self._headers(),
             "timeout": STOP_TIMEOUT,
         }
+
+    def _tool_response_args(
+        self, assistant_id: str, chat_uuid: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": _wire.run_url(
+                self.base_url, assistant_id, chat_uuid, "tool-response"
+            ),
+            "json": body,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    @staticmethod
+    def _outcome_unknown(error: DevicError) -> bool:
+        """Whether a failed write may still have landed (no clear refusal came)."""
+        if isinstance(error, DevicAPIError):
+            return isinstance(error, DevicServerError) and not error.is_retryable
+        return not error.is_retryable
+
+    @staticmethod
+    def _undelivered(error: DevicError, chat_uuid: str, note: str) -> DevicError:
+        """`error`, its message extended with what became of the tool results."""
+        error.message = f"{error.message} {note}"
+        error.args = (error.message,)
+        return error
+
+    def _settle_answers(
+        self,
+        error: DevicError,
+        chat_uuid: str,
+        view: dict[str, Any] | DevicError,
+        answered: set[str],
+    ) -> None:
+        """After a write of unknown outcome: return if the results landed, or raise."""
+        if isinstance(view, DevicError):
+            raise self._undelivered(
+                error,
+                chat_uuid,
+                f"Whether the tool results reached chat {chat_uuid} is unknown (its "
+                f"view could not be read: {view.message}). Read the chat before "
+                "invoking again: if it still waits, the same messages resend them.",
+            ) from None
+        if answered & _wire.pending_call_ids(view):
+            raise self._undelivered(
+                error,
+                chat_uuid,
+                f"The tool results were not delivered to chat {chat_uuid} (it "
+                "still waits for them). Invoking again with the same messages "
+                "resends them.",
+            ) from None
+        logger.info("Tool results for chat %s landed after all.", chat_uuid)
 
     def _check_size(self, size: int) -> None:
         if size > self.max_response_bytes:
@@ -536,6 +591,38 @@ class DevicClient(_BaseDevicClient):
             body += chunk
             self._check_size(len(body))
         return bytes(body)
+
+    def answer_tools(
+        self,
+        assistant_id: str,
+        chat_uuid: str,
+        responses: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Post the results of the client tool calls a run waits for.
+
+        Retried like any write (only what Devic certainly did not process). A
+        failure whose outcome is unknown is settled by reading the realtime
+        view: the calls no longer pending means the results landed.
+        """
+        body = _wire.tool_response_body(responses, tools)
+        request = self.http.build_request(
+            **self._tool_response_args(assistant_id, chat_uuid, body)
+        )
+        try:
+            self._deliver(request, chat_uuid, _wire.parse_tool_ack)
+        except DevicError as error:
+            if not self._outcome_unknown(error):
+                raise
+            url = _wire.run_url(self.base_url, assistant_id, chat_uuid, "realtime")
+            view: dict[str, Any] | DevicError
+            try:
+                raw = self.read(url, deadline=time.monotonic() + TOTALS_BUDGET)
+                view = _wire.parse_view(raw, secret=self._secret)
+            except DevicError as failure:
+                view = failure
+            answered = {str(r["tool_call_id"]) for r in responses}
+            self._settle_answers(error, chat_uuid, view, answered)
 
     def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
         """Ask Devic to stop a run: once, briefly, never retried, never raising."""
@@ -819,6 +906,38 @@ class AsyncDevicClient(_BaseDevicClient):
             body += chunk
             self._check_size(len(body))
         return bytes(body)
+
+    async def answer_tools(
+        self,
+        assistant_id: str,
+        chat_uuid: str,
+        responses: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Post the results of the client tool calls a run waits for.
+
+        Retried like any write (only what Devic certainly did not process). A
+        failure whose outcome is unknown is settled by reading the realtime
+        view: the calls no longer pending means the results landed.
+        """
+        body = _wire.tool_response_body(responses, tools)
+        request = self.http.build_request(
+            **self._tool_response_args(assistant_id, chat_uuid, body)
+        )
+        try:
+            await self._deliver(request, chat_uuid, _wire.parse_tool_ack)
+        except DevicError as error:
+            if not self._outcome_unknown(error):
+                raise
+            url = _wire.run_url(self.base_url, assistant_id, chat_uuid, "realtime")
+            view: dict[str, Any] | DevicError
+            try:
+                raw = await self.read(url, deadline=time.monotonic() + TOTALS_BUDGET)
+                view = _wire.parse_view(raw, secret=self._secret)
+            except DevicError as failure:
+                view = failure
+            answered = {str(r["tool_call_id"]) for r in responses}
+            self._settle_answers(error, chat_uuid, view, answered)
 
     async def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
         """Ask Devic to stop a run: once, briefly, never retried, never raising."""

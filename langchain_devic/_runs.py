@@ -19,10 +19,10 @@ from langchain_devic.errors import DevicError, DevicRateLimitError, DevicRunErro
 
 #: Statuses that end the run.
 FINISHED = frozenset({"completed"})
+#: Statuses where the run stopped moving: it ended, or waits for client tools.
+SETTLED = FINISHED | {"waiting_for_tool_response"}
 #: Statuses where Devic waits for something slow; followed at the longest interval.
 SLOW = frozenset({"handed_off", "paused_for_resume"})
-#: What this client sends that opens a turn: its user message.
-USER_TURN = frozenset({"user"})
 #: Separator between two assistant messages of one turn (emitted on its own).
 SEPARATOR = "\n\n"
 
@@ -50,24 +50,26 @@ class RunTracker:
     Args:
         chat_uuid: The chat the run belongs to.
         sent_text: The message this client sent, to find its turn in the
-            history (`None` for a turn opened by tool results).
-        sent_roles: Roles of what the client sent (`user`, or `tool`).
+            history (`None`: the last user message opens the turn).
         client_tools: Whether the caller can answer client tool calls; without,
             a run waiting for one is a `DevicRunError`.
+        answered: The tool calls this client has just answered (a turn opened
+            by tool results): the turn starts after them, and a view that still
+            shows one of them pending is older than the answer and is skipped.
     """
 
     def __init__(
         self,
         chat_uuid: str,
         sent_text: str | None = None,
-        sent_roles: frozenset[str] = USER_TURN,
         *,
         client_tools: bool = False,
+        answered: frozenset[str] = frozenset(),
     ) -> None:
         self.chat_uuid = chat_uuid
         self.client_tools = client_tools
+        self.answered = answered
         self.sent_text = sent_text
-        self.sent_roles = sent_roles
         self.view: dict[str, Any] = {}
         self.status: str | None = None
         self._emitted: list[str] = []
@@ -84,10 +86,7 @@ class RunTracker:
     @property
     def pending_tool_calls(self) -> list[dict[str, Any]]:
         """The client tool calls the run waits for (empty unless it waits)."""
-        calls = self.view.get("pendingToolCalls")
-        if not isinstance(calls, list):
-            return []
-        return [call for call in calls if isinstance(call, dict)]
+        return _wire.pending_calls(self.view)
 
     @property
     def timestamp(self) -> str | None:
@@ -101,6 +100,8 @@ class RunTracker:
 
     def observe(self, view: Mapping[str, Any]) -> Observation:
         """Read one realtime view; what it adds and whether the run goes on."""
+        if self.answered & _wire.pending_call_ids(view):
+            return Observation(changed=False)  # written before our answers landed
         self.view = dict(view)
         status = str(view.get("status"))
         progress: list[dict[str, Any]] = []
@@ -117,7 +118,7 @@ class RunTracker:
         return Observation(
             text=self._new_text(),
             progress=progress,
-            done=status in FINISHED or status == "waiting_for_tool_response",
+            done=status in SETTLED,
             error=self._failure(status),
             slow=status in SLOW,
             changed=changed,
@@ -144,21 +145,42 @@ class RunTracker:
         While Devic buffers the message, the history may not show it yet: the
         last user message is then an earlier turn's, whose reply must not be
         taken for this one's. A sent text is therefore matched (Devic may merge
-        buffered messages, so containment counts).
+        buffered messages, so containment counts). A turn opened by tool results
+        starts after the last of them (or the message that made the calls).
         """
+        if self.answered:
+            return self._after_answers(messages)
         for index in range(len(messages) - 1, -1, -1):
             message = messages[index]
             if not isinstance(message, Mapping):
                 continue
-            if message.get("role") not in self.sent_roles:
+            if message.get("role") != "user":
                 continue
             text = _wire.message_text(message)
             if self.sent_text is None or (text is not None and self.sent_text in text):
                 return index + 1
-            if self.status in FINISHED:
-                return index + 1  # finished: the last sent message is the turn's
+            if self.status in SETTLED:
+                return index + 1  # settled: the last sent message is the turn's
             return None
-        return 0 if self.status in FINISHED or self.sent_text is None else None
+        return 0 if self.status in SETTLED or self.sent_text is None else None
+
+    def _after_answers(self, messages: list[Any]) -> int | None:
+        """Index after this client's tool results, `None` while they are not there."""
+        for index in range(len(messages) - 1, -1, -1):
+            message = messages[index]
+            if not isinstance(message, Mapping):
+                continue
+            if message.get("role") == "tool":
+                if message.get("tool_call_id") in self.answered:
+                    return index + 1
+                continue
+            calls = message.get("tool_calls")
+            if isinstance(calls, list) and any(
+                isinstance(call, Mapping) and call.get("id") in self.answered
+                for call in calls
+            ):
+                return index + 1
+        return None
 
     def _new_text(self) -> list[str]:
         """The pieces of reply text this view adds, separators on their own."""

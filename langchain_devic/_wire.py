@@ -13,7 +13,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -571,6 +571,67 @@ def parse_run_start(
         raise DevicProtocolError(msg, body=excerpt(body, secret))
     note = payload.get("message") if isinstance(payload, Mapping) else None
     return RunStarted(chat_uuid, note if isinstance(note, str) else None)
+
+
+def tool_response_body(
+    responses: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """The body of `POST …/tool-response`: the answers, tools restated on the first.
+
+    Devic takes the client tools that stay available for the rest of the turn
+    from the first response; without them the model can call none again.
+    """
+    items = [dict(response) for response in responses]
+    if items and tools:
+        items[0]["tools"] = [dict(tool) for tool in tools]
+    return {"responses": items}
+
+
+def parse_tool_ack(
+    body: bytes, *, sent_chat_uuid: str | None, secret: str | None
+) -> RunStarted:
+    """Read a tool-response's 2xx answer (`{chatUid, message?}`): the run goes on."""
+    payload, _ = unwrap_envelope(_load_json(body, secret)) if body.strip() else ({}, {})
+    chat_uuid = _chat_id(payload) if isinstance(payload, Mapping) else None
+    note = payload.get("message") if isinstance(payload, Mapping) else None
+    return RunStarted(
+        chat_uuid or sent_chat_uuid or "", note if isinstance(note, str) else None
+    )
+
+
+def pending_calls(view: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The client tool calls a run waits for (empty unless it waits).
+
+    `pendingToolCalls` when the view has it; else, as Devic's own UI does, the
+    unanswered `tool_calls` of the last assistant message that made any.
+    """
+    if view.get("status") != "waiting_for_tool_response":
+        return []
+    calls = view.get("pendingToolCalls")
+    if isinstance(calls, list):
+        return [call for call in calls if isinstance(call, dict)]
+    messages = view_messages(view)
+    answered = {
+        m.get("tool_call_id")
+        for m in messages
+        if isinstance(m, Mapping) and m.get("role") == "tool"
+    }
+    for message in reversed(messages):
+        made = message.get("tool_calls") if isinstance(message, Mapping) else None
+        if isinstance(made, list) and made and message.get("role") == "assistant":
+            return [
+                call
+                for call in made
+                if isinstance(call, dict) and call.get("id") not in answered
+            ]
+    return []
+
+
+def pending_call_ids(view: Mapping[str, Any]) -> frozenset[str]:
+    """The ids of the client tool calls a realtime view says are still pending."""
+    return frozenset(
+        call["id"] for call in pending_calls(view) if isinstance(call.get("id"), str)
+    )
 
 
 def parse_view(body: bytes, *, secret: str | None) -> dict[str, Any]:

@@ -16,9 +16,10 @@ import copy
 import inspect
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
@@ -32,15 +33,25 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.language_models.chat_models import (
-    agenerate_from_stream,
-    generate_from_stream,
-)
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableMap,
+    RunnablePassthrough,
+    ensure_config,
+)
+from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+)
 from typing_extensions import Self, override
 
 from langchain_devic import _runs, _wire
@@ -64,11 +75,15 @@ from langchain_devic._convert import (
     build_devic_request,
     chat_totals_in,
     chat_uuid_from_configurable,
+    check_tool_options,
     checked_chat_uuid,
+    chunks_to_message,
+    format_tools,
     history_to_messages,
     reply_to_chunk,
     reply_to_message,
     run_reply,
+    structured_output_parser,
     with_chat_totals,
 )
 from langchain_devic._retry import DEFAULT_MAX_RETRIES
@@ -88,6 +103,35 @@ class _ProgressSink:
     run_id: uuid.UUID
     tags: list[str]
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call, prepared: the assistant, what is sent, and the client tools."""
+
+    assistant_id: str
+    request: DevicRequest
+    tools: list[dict[str, Any]]
+    close_tool_wait: bool = False
+
+    @property
+    def needs_run(self) -> bool:
+        """Client tools and tool results exist only in platform runs."""
+        return bool(self.tools or self.request.tool_responses)
+
+    @property
+    def extra(self) -> dict[str, Any] | None:
+        """Platform fields of the send: the tools the assistant may call."""
+        return {"tools": self.tools} if self.tools else None
+
+    def tracker(self, chat_uuid: str) -> _runs.RunTracker:
+        """The tracker of this call's run in `chat_uuid`."""
+        return _runs.RunTracker(
+            chat_uuid,
+            self.request.message or None,
+            client_tools=bool(self.tools),
+            answered=self.request.answered,
+        )
 
 
 _PROGRESS: ContextVar[_ProgressSink | None] = ContextVar(
@@ -365,15 +409,86 @@ class ChatDevic(BaseChatModel):
             params["ls_stop"] = stop
         return params
 
-    def bind_tools(self, *args: Any, **kwargs: Any) -> Any:
-        """Not offered: Devic assistants run their own tools on Devic's side."""
-        msg = (
-            "ChatDevic does not take LangChain tools: a Devic assistant runs its own "
-            "tools server-side. To let a tool-calling agent use this assistant, wrap "
-            "it in langchain_devic.DevicAssistantTool and give that tool to a model "
-            "that supports tool calling."
+    @override
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Give the assistant your own tools: it may call them, you run them.
+
+        Each tool is sent as an OpenAI-style function schema with the message
+        (a platform run). When the assistant calls some, the run waits on Devic
+        and the reply is an `AIMessage` with `tool_calls`; the next call whose
+        new messages are the `ToolMessage`s answering every call posts them and
+        the run goes on. Devic can neither force nor forbid a call:
+        `tool_choice` other than `None`/`"auto"`, `strict=True` and
+        `parallel_tool_calls=False` are a `ValueError`.
+        """
+        check_tool_options(tool_choice, strict, parallel_tool_calls)
+        self._check_tools_allowed()
+        return super().bind(tools=format_tools(tools), **kwargs)
+
+    @override
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: str = "function_calling",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers shaped by `schema` (Pydantic, TypedDict or JSON schema).
+
+        Works through tool calling: the schema is bound as the one tool, and the
+        assistant's call to it is the answer (the run's wait for the tool is
+        then closed with a stop, so the chat can go on). Devic cannot force the
+        call: an answer in plain text raises `OutputParserException` (with
+        `include_raw=True` it is the `parsing_error`, beside the raw message).
+        `method="json_mode"` / `"json_schema"` are not offered.
+        """
+        kwargs.pop("strict", None)
+        if method != "function_calling":
+            msg = (
+                f"ChatDevic does not offer method={method!r}: Devic has no JSON "
+                "mode or response schema. Use the default method='function_calling' "
+                "(the schema becomes a tool the assistant calls)."
+            )
+            raise NotImplementedError(msg)
+        if kwargs:
+            msg = f"Received unsupported arguments {kwargs}"
+            raise ValueError(msg)
+        llm = self.bind_tools(
+            [schema],
+            close_tool_wait=True,
+            ls_structured_output_format={
+                "kwargs": {"method": method},
+                "schema": schema,
+            },
         )
-        raise NotImplementedError(msg)
+        parser = structured_output_parser(schema)
+        if not include_raw:
+            return llm | parser
+        parse_raw = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        ).with_fallbacks(
+            [RunnablePassthrough.assign(parsed=lambda _: None)],
+            exception_key="parsing_error",
+        )
+        return RunnableMap(raw=llm) | parse_raw
+
+    def _check_tools_allowed(self) -> None:
+        if self.run_mode == "sync":
+            msg = (
+                "ChatDevic with run_mode='sync' cannot use client tools: Devic "
+                "takes tools, and waits for their results, only in a platform run. "
+                "Use run_mode='auto' (the default) or 'async'."
+            )
+            raise ValueError(msg)
 
     # ------------------------------------------------- config → chat_uuid kwarg
     # BaseChatModel does not hand the runnable config to _generate on a direct
@@ -547,9 +662,7 @@ class ChatDevic(BaseChatModel):
 
     # ------------------------------------------------------------------- calls
 
-    def _prepare(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, DevicRequest]:
+    def _prepare(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Call:
         unknown = sorted(
             k
             for k in kwargs
@@ -577,7 +690,15 @@ class ChatDevic(BaseChatModel):
             metadata=self.request_metadata,
             call_metadata=kwargs.get("request_metadata"),
         )
-        return assistant_id, request
+        tools = format_tools(kwargs.get("tools") or ())
+        if tools or request.tool_responses:
+            self._check_tools_allowed()
+        return _Call(
+            assistant_id,
+            request,
+            tools,
+            close_tool_wait=bool(kwargs.get("close_tool_wait")),
+        )
 
     @property
     def pools(self) -> ClientPools:
@@ -605,31 +726,25 @@ class ChatDevic(BaseChatModel):
         """The async client of the running event loop (pools are loop-bound)."""
         return self.pools.async_client()
 
-    def _send(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, _wire.DevicReply]:
-        assistant_id, request = self._prepare(messages, kwargs)
-        reply = self.client.send_message(
-            assistant_id,
+    def _send(self, call: _Call) -> _wire.DevicReply:
+        request = call.request
+        return self.client.send_message(
+            call.assistant_id,
             request.message,
             chat_uuid=request.chat_uuid,
             context=request.context,
             metadata=request.metadata,
         )
-        return assistant_id, reply
 
-    async def _asend(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, _wire.DevicReply]:
-        assistant_id, request = self._prepare(messages, kwargs)
-        reply = await self.async_client.send_message(
-            assistant_id,
+    async def _asend(self, call: _Call) -> _wire.DevicReply:
+        request = call.request
+        return await self.async_client.send_message(
+            call.assistant_id,
             request.message,
             chat_uuid=request.chat_uuid,
             context=request.context,
             metadata=request.metadata,
         )
-        return assistant_id, reply
 
     def _generate(
         self,
@@ -638,10 +753,13 @@ class ChatDevic(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.run_mode == "async":
-            return generate_from_stream(self._run(messages, stop, run_manager, kwargs))
-        assistant_id, reply = self._send(messages, kwargs)
-        message = reply_to_message(reply, assistant_id, stop)
+        call = self._prepare(messages, kwargs)
+        if self.run_mode == "async" or call.needs_run:
+            chunks = [c.message for c in self._run(call, messages, stop, run_manager)]
+            message = chunks_to_message(cast(list[AIMessageChunk], chunks))
+        else:
+            reply = self._send(call)
+            message = reply_to_message(reply, call.assistant_id, stop)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -651,12 +769,15 @@ class ChatDevic(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.run_mode == "async":
-            return await agenerate_from_stream(
-                self._arun(messages, stop, run_manager, kwargs)
-            )
-        assistant_id, reply = await self._asend(messages, kwargs)
-        message = reply_to_message(reply, assistant_id, stop)
+        call = self._prepare(messages, kwargs)
+        if self.run_mode == "async" or call.needs_run:
+            chunks = [
+                c.message async for c in self._arun(call, messages, stop, run_manager)
+            ]
+            message = chunks_to_message(cast(list[AIMessageChunk], chunks))
+        else:
+            reply = await self._asend(call)
+            message = reply_to_message(reply, call.assistant_id, stop)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -666,11 +787,14 @@ class ChatDevic(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        call = self._prepare(messages, kwargs)
         if self.run_mode != "sync":
-            yield from self._run(messages, stop, run_manager, kwargs)
+            yield from self._run(call, messages, stop, run_manager)
             return
-        assistant_id, reply = self._send(messages, kwargs)
-        chunk = ChatGenerationChunk(message=reply_to_chunk(reply, assistant_id, stop))
+        reply = self._send(call)
+        chunk = ChatGenerationChunk(
+            message=reply_to_chunk(reply, call.assistant_id, stop)
+        )
         if run_manager:
             run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         yield chunk
@@ -682,12 +806,15 @@ class ChatDevic(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._prepare(messages, kwargs)
         if self.run_mode != "sync":
-            async for chunk in self._arun(messages, stop, run_manager, kwargs):
+            async for chunk in self._arun(call, messages, stop, run_manager):
                 yield chunk
             return
-        assistant_id, reply = await self._asend(messages, kwargs)
-        chunk = ChatGenerationChunk(message=reply_to_chunk(reply, assistant_id, stop))
+        reply = await self._asend(call)
+        chunk = ChatGenerationChunk(
+            message=reply_to_chunk(reply, call.assistant_id, stop)
+        )
         if run_manager:
             await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         yield chunk
@@ -696,31 +823,43 @@ class ChatDevic(BaseChatModel):
 
     def _run(
         self,
+        call: _Call,
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
     ) -> Iterator[ChatGenerationChunk]:
-        """One platform run: its text as it is written, then the closing chunk."""
-        assistant_id, request = self._prepare(messages, kwargs)
+        """One platform run: its text as it is written, then the closing chunk.
+
+        The run starts with the message, or goes on with tool results; it ends
+        completed, or waiting for the client tool calls the closing chunk makes.
+        """
+        assistant_id, request = call.assistant_id, call.request
         client = self.client
         before = chat_totals_in(messages, request.chat_uuid)
         if before is None and request.chat_uuid is not None:
             before = client.chat_totals(assistant_id, request.chat_uuid)
-        started = client.start_run(
-            assistant_id,
-            request.message,
-            chat_uuid=request.chat_uuid,
-            context=request.context,
-            metadata=request.metadata,
-        )
-        if isinstance(started, _wire.DevicReply):
-            chunk = self._closing_chunk(started, assistant_id, stop)
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-            return
-        tracker = _runs.RunTracker(started.chat_uuid, request.message)
+        if request.tool_responses:
+            chat_uuid = cast(str, request.chat_uuid)
+            client.answer_tools(
+                assistant_id, chat_uuid, request.tool_responses, call.tools
+            )
+            tracker = call.tracker(chat_uuid)
+        else:
+            started = client.start_run(
+                assistant_id,
+                request.message,
+                chat_uuid=request.chat_uuid,
+                context=request.context,
+                metadata=request.metadata,
+                extra=call.extra,
+            )
+            if isinstance(started, _wire.DevicReply):
+                chunk = self._closing_chunk(started, assistant_id, stop)
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+                return
+            tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
         for observation in client.follow_run(assistant_id, tracker):
@@ -740,37 +879,52 @@ class ChatDevic(BaseChatModel):
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        calls = tracker.pending_tool_calls
+        if calls and call.close_tool_wait:
+            client.stop_run(assistant_id, tracker.chat_uuid)
         after = client.chat_totals(assistant_id, tracker.chat_uuid)
         reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
-        yield self._closing_chunk(reply, assistant_id, None, after)
+        yield self._closing_chunk(reply, assistant_id, None, after, calls)
 
     async def _arun(
         self,
+        call: _Call,
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
-        """One platform run: its text as it is written, then the closing chunk."""
-        assistant_id, request = self._prepare(messages, kwargs)
+        """One platform run: its text as it is written, then the closing chunk.
+
+        The run starts with the message, or goes on with tool results; it ends
+        completed, or waiting for the client tool calls the closing chunk makes.
+        """
+        assistant_id, request = call.assistant_id, call.request
         client = self.async_client
         before = chat_totals_in(messages, request.chat_uuid)
         if before is None and request.chat_uuid is not None:
             before = await client.chat_totals(assistant_id, request.chat_uuid)
-        started = await client.start_run(
-            assistant_id,
-            request.message,
-            chat_uuid=request.chat_uuid,
-            context=request.context,
-            metadata=request.metadata,
-        )
-        if isinstance(started, _wire.DevicReply):
-            chunk = self._closing_chunk(started, assistant_id, stop)
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-            return
-        tracker = _runs.RunTracker(started.chat_uuid, request.message)
+        if request.tool_responses:
+            chat_uuid = cast(str, request.chat_uuid)
+            await client.answer_tools(
+                assistant_id, chat_uuid, request.tool_responses, call.tools
+            )
+            tracker = call.tracker(chat_uuid)
+        else:
+            started = await client.start_run(
+                assistant_id,
+                request.message,
+                chat_uuid=request.chat_uuid,
+                context=request.context,
+                metadata=request.metadata,
+                extra=call.extra,
+            )
+            if isinstance(started, _wire.DevicReply):
+                chunk = self._closing_chunk(started, assistant_id, stop)
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+                return
+            tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
         async for observation in client.follow_run(assistant_id, tracker):
@@ -792,9 +946,12 @@ class ChatDevic(BaseChatModel):
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        calls = tracker.pending_tool_calls
+        if calls and call.close_tool_wait:
+            await client.stop_run(assistant_id, tracker.chat_uuid)
         after = await client.chat_totals(assistant_id, tracker.chat_uuid)
         reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
-        yield self._closing_chunk(reply, assistant_id, None, after)
+        yield self._closing_chunk(reply, assistant_id, None, after, calls)
 
     @staticmethod
     def _text_chunk(text: str) -> ChatGenerationChunk:
@@ -806,8 +963,10 @@ class ChatDevic(BaseChatModel):
         assistant_id: str,
         stop: list[str] | None,
         totals: tuple[int, int] | None = None,
+        calls: Sequence[Mapping[str, Any]] = (),
     ) -> ChatGenerationChunk:
-        message = with_chat_totals(reply_to_chunk(reply, assistant_id, stop), totals)
+        chunk = reply_to_chunk(reply, assistant_id, stop, calls)
+        message = with_chat_totals(chunk, totals)
         return ChatGenerationChunk(message=cast(AIMessageChunk, message))
 
     # ------------------------------------------------------------------ history

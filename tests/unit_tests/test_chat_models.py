@@ -277,9 +277,9 @@ def test_serialization_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert restored.api_key.get_secret_value() == API_KEY
 
 
-def test_bind_tools_points_to_the_tool(model: ChatDevic) -> None:
-    with pytest.raises(NotImplementedError, match="DevicAssistantTool"):
-        model.bind_tools([])
+def test_bind_tools_refuses_a_tool_choice_devic_cannot_force(model: ChatDevic) -> None:
+    with pytest.raises(ValueError, match="tool_choice='any'"):
+        model.bind_tools([], tool_choice="any")
 
 
 def test_ls_params(model: ChatDevic) -> None:

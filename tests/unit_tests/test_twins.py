@@ -73,6 +73,10 @@ class _ToSync(ast.NodeTransformer):
         sync = ast.For(**{f: getattr(node, f) for f in node._fields})
         return self.generic_visit(ast.copy_location(sync, node))
 
+    def visit_comprehension(self, node: ast.comprehension) -> Any:
+        node.is_async = 0
+        return self.generic_visit(node)
+
     def visit_AsyncWith(self, node: ast.AsyncWith) -> Any:
         sync = ast.With(**{f: getattr(node, f) for f in node._fields})
         return self.generic_visit(ast.copy_location(sync, node))
@@ -119,6 +123,7 @@ TWINS = [
     (DevicClient._stream_run, AsyncDevicClient._stream_run),
     (DevicClient._poll_run, AsyncDevicClient._poll_run),
     (DevicClient.chat_totals, AsyncDevicClient.chat_totals),
+    (DevicClient.answer_tools, AsyncDevicClient.answer_tools),
     (ChatDevic._send, ChatDevic._asend),
     (ChatDevic._generate, ChatDevic._agenerate),
     (ChatDevic._stream, ChatDevic._astream),
