@@ -8,11 +8,13 @@ cassettes deleted) the same tests record against live Devic instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
-from langchain_devic.testing import DevicEmulator
+from langchain_devic.testing import CallTools, ClientCall, Conversation, DevicEmulator
 from tests.conftest import REPLAY_ASSISTANT
 
 LOOPBACK = ["127.0.0.1"]
@@ -28,14 +30,75 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.allow_hosts(LOOPBACK))
 
 
+#: The assistants the standard suite talks to (its `model=` override included).
+TOOL_USERS = (REPLAY_ASSISTANT, "integration-assistant-2")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED = re.compile(r"['\"]([^'\"]+)['\"]")
+
+
+def _argument(
+    schema: Mapping[str, Any], name: str, text: str, quoted: list[str]
+) -> Any:
+    """A plausible value for one parameter, read from the user's message."""
+    kinds = [schema.get("type")] + [
+        option.get("type") for option in schema.get("anyOf", []) if option
+    ]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "integer" in kinds:
+        found = _NUMBER.search(text)
+        return int(float(found.group())) if found else 0
+    if "number" in kinds:
+        found = _NUMBER.search(text)
+        return float(found.group()) if found else 0.0
+    if "boolean" in kinds:
+        return True
+    if "array" in kinds:
+        return []
+    if "object" in kinds:
+        return {}
+    if quoted:
+        return quoted.pop(0)
+    return f"{name.replace('_', ' ')} for: {text[:60]}"
+
+
+def tool_user(conversation: Conversation) -> Any:
+    """The session's assistant: it calls the caller's tools when it has some.
+
+    With client tools and a plain request, it calls the tool the message names
+    (else the first) with arguments read from the message (numbers, quoted
+    names); once the results are back it writes them out. Without tools it is
+    the emulator's default assistant, so the text-only cassettes stay valid.
+    """
+    if conversation.tool_results:
+        results = "; ".join(str(r["content"]) for r in conversation.tool_results)
+        return f"The tools returned: {results}"
+    text = conversation.message
+    if not conversation.tools or text.rstrip().endswith("</conversation_history>"):
+        return DevicEmulator.default_reply(conversation)
+    functions = [t.get("function", {}) for t in conversation.tools]
+    chosen = next((f for f in functions if f.get("name") in text), functions[0])
+    quoted = _QUOTED.findall(text)
+    properties = (chosen.get("parameters") or {}).get("properties") or {}
+    arguments = {
+        name: _argument(schema, name, text, quoted)
+        for name, schema in properties.items()
+    }
+    return CallTools(ClientCall(chosen["name"], arguments))
+
+
 @pytest.fixture(scope="session")
 def emulator() -> DevicEmulator:
     """The session's emulator (any assistant id exists), as Devic's platform.
 
     Streams are platform runs followed over HTTP, so the cassettes hold real
     runs: the async send, the event stream or the realtime reads, the history.
+    The standard suite's assistants call the caller's tools (`tool_user`).
     """
-    return DevicEmulator(api_key=EMULATOR_KEY, random_seed=7, dialect="platform")
+    emulator = DevicEmulator(api_key=EMULATOR_KEY, random_seed=7, dialect="platform")
+    for assistant in TOOL_USERS:
+        emulator.add_assistant(assistant, tool_user)
+    return emulator
 
 
 #: Filled by `devic_endpoint` for the standard suites, whose `chat_model_params`
