@@ -125,3 +125,19 @@ def tool_calls(tool: DevicAssistantTool) -> object:
     except DevicError as exc:
         return exc.message
     return text, message, assistant
+
+
+def client_tools(model: ChatDevic) -> object:
+    """Your own tools and structured output, as a user writes them."""
+
+    def order_status(order_id: int) -> str:
+        """The shipping status of an order."""
+        return f"Order {order_id} shipped."
+
+    bound = model.bind_tools([order_status], tool_choice="auto")
+    reply: AIMessage = bound.invoke("Where is order 42?")
+    names = [call["name"] for call in reply.tool_calls]
+    structured = model.with_structured_output(
+        {"title": "Ticket", "type": "object", "properties": {}}, include_raw=True
+    )
+    return names, structured.invoke("I cannot log in.")
