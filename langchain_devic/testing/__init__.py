@@ -17,13 +17,23 @@ With `dialect="platform"` it is the Devic platform as Devic's own clients
 see it: sends answered with a `ChatMessage` list, or (`?async=true`) a run in
 the background followed through the realtime view, an SSE stream, stop, the
 chat history and the chat list. A reply function may return a script of steps
-(`Write`, `ServerTool`, `HandOff`, `Buffer`, `Pause`, `Fail`, `LimitExceeded`)
-that a run plays in real time::
+(`Write`, `ServerTool`, `HandOff`, `Buffer`, `Pause`, `Fail`, `LimitExceeded`,
+`CallTools`) that a run plays in real time::
 
     def support(conversation):
         return [ServerTool("search", summary="Searching"), "Found it."]
 
     emu = DevicEmulator(dialect="platform", assistants={"support": support})
+
+`CallTools` calls the caller's own tools (declared in the send's `tools`): the
+run waits in `waiting_for_tool_response` until the client posts every result
+to the tool-response route, then the reply function is asked again and sees
+them::
+
+    def weather(conversation):
+        if not conversation.tool_results:
+            return CallTools(ClientCall("get_weather", {"city": "Paris"}))
+        return f"It is {conversation.tool_results[0]['content']}."
 
 From a shell: `python -m langchain_devic.testing --port 8765`.
 
@@ -46,6 +56,8 @@ from langchain_devic.testing._faults import Fault, FaultKind
 from langchain_devic.testing._render import Route
 from langchain_devic.testing._script import (
     Buffer,
+    CallTools,
+    ClientCall,
     Fail,
     HandOff,
     LimitExceeded,
@@ -61,6 +73,8 @@ from langchain_devic.testing._transport import EmulatorTransport
 __all__ = [
     "DEFAULT_API_KEY",
     "Buffer",
+    "CallTools",
+    "ClientCall",
     "Conversation",
     "DevicEmulator",
     "EmulatorServer",
@@ -93,8 +107,15 @@ class DevicEmulator(Core):
     dialect), `GET chats` (the chat list, newest first), `GET chats/{chat}`
     (the history, with token totals), `GET chats/{chat}/realtime`,
     `GET chats/{chat}/stream` (SSE), `POST chats/{chat}/stop` and
-    `POST chats/{chat}/tool-response`. Any other path is 404, another method
-    405. A refusal answers at once; latency only delays a turn.
+    `POST chats/{chat}/tool-response` (the client's results for the calls a
+    `CallTools` step made; 400 unless the run waits for exactly those). Any
+    other path is 404, another method 405. A refusal answers at once; latency
+    only delays a turn.
+
+    A run waiting for the client's tools holds its chat (a send to it is 409)
+    and its thread until every call is answered, it is stopped, or `reset()`
+    cancels it; a synchronous send whose run comes to such a wait answers
+    then, with the turn so far. `wait_idle()` counts a waiting run as idle.
 
     Args:
         api_key: The bearer token the emulator accepts.
@@ -102,7 +123,8 @@ class DevicEmulator(Core):
             otherwise only these ids exist (a mapping gives each its reply
             function, `None` meaning the default reply). A reply function
             returns the reply text, answer fields to merge in, or a script
-            (`Write`, `ServerTool`, ... ; a string in it is a `Write`).
+            (`Write`, `ServerTool`, `CallTools`, ... ; a string in it is a
+            `Write`).
         dialect: `"flat"` (the seed contract) answers a send with the flat
             body (`chatUuid`, `message`, `tokens_used`, `timestamp`), ignores
             `?async=true`, and refuses with `{"success": false, "error":

@@ -5,11 +5,14 @@ realtime status (with that status's own fields and the `streamingMessage`
 being written), its token totals and the run in progress. A `Run` plays a
 script's steps against the chat (it is the steps' `Board`), first in the
 request that started it, then, from its first wait on, in a daemon thread; a
-stop request lands between two steps. While someone follows the chat, each
-change also writes the SSE frames it makes into the chat's log; a `Follower`
-reads that log from where it joined, for a thread (it waits on the emulator's
-condition) or a task (it sleeps in short ticks), so no change is folded into
-the next one however late a follower wakes.
+stop request lands between two steps. A run may wait for the client's tool
+responses: its thread sleeps on the emulator's condition until they are all
+in (then it goes on, asking the reply function again once its script is
+spent), the run is stopped, or the emulator is reset. While someone follows
+the chat, each change also writes the SSE frames it makes into the chat's log;
+a `Follower` reads that log from where it joined, for a thread (it waits on
+the emulator's condition) or a task (it sleeps in short ticks), so no change
+is folded into the next one however late a follower wakes.
 
 Every change goes through the emulator's one condition (its lock): a change
 bumps the chat's `version` and wakes every follower and `wait_idle`. No lock
@@ -30,7 +33,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from langchain_devic.testing._render import (
@@ -43,12 +46,17 @@ from langchain_devic.testing._render import (
     stream_frames,
     turn_tokens,
 )
-from langchain_devic.testing._script import CLOSING_STATUSES, RunStatus, Step
+from langchain_devic.testing._script import (
+    CLOSING_STATUSES,
+    UNTIL_ANSWERED,
+    RunStatus,
+    Step,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Chat", "Follower", "Run", "now_ms"]
+__all__ = ["Chat", "Follower", "Run", "RunResult", "now_ms", "tool_names"]
 
 #: The longest a thread following a chat waits before it looks again, in seconds.
 WAIT_SLICE = 0.25
@@ -62,6 +70,39 @@ LOG_FRAMES = 10_000
 def now_ms() -> int:
     """The current time in epoch milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def tool_names(tools: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of client tool schemas: `function.name`, else a top-level `name`."""
+    names: set[str] = set()
+    for tool in tools:
+        function = tool.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if name is None:
+            name = tool.get("name")
+        if isinstance(name, str):
+            names.add(name)
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A turn as a synchronous send answers it: when its run ended or first waited.
+
+    Attributes:
+        status: The status then (`completed`, `error`, `limit_exceeded`,
+            `waiting_for_tool_response`).
+        fields: That status's own fields (`errorMessage`, `limitExceeded`, ...).
+        messages: The chat's messages then.
+        written: The texts the assistant had written in the turn.
+        tokens: The turn's `(input, output)` tokens so far.
+    """
+
+    status: RunStatus
+    fields: Mapping[str, Any]
+    messages: tuple[Message, ...]
+    written: tuple[str, ...]
+    tokens: tuple[int, int]
 
 
 class Chat:
@@ -195,9 +236,13 @@ class Run:
 
     The run is the steps' `Board`. `advance()` plays up to the next wait and
     returns it (`None` once the run is over); `start(wait)` plays the rest in
-    a daemon thread. At its end the run sets the final status (`completed`
-    unless a step ended it), adds the turn's tokens to the chat's totals,
-    frees the chat and leaves `runs`.
+    a daemon thread. A `CallTools` step makes it wait for the client's tool
+    responses (`answer()`); once every call is answered it goes on, and when
+    its script is spent it asks the reply function again (`ask_again`) and
+    plays that script too, as many rounds as the assistant calls tools. At its
+    end the run sets the final status (`completed` unless a step ended it),
+    adds the turn's tokens to the chat's totals, frees the chat and leaves
+    `runs`.
 
     Args:
         chat: The chat it writes.
@@ -206,6 +251,10 @@ class Run:
         runs: The emulator's set of runs in progress.
         write_pieces: The emulator's default `Write` pieces.
         write_interval: The emulator's default `Write` interval, in seconds.
+        tools: The client tools the send declared (OpenAI-style schemas).
+        ask_again: Called (in the run's thread, no lock held) when the client
+            answered the last step's calls and the script is spent: the next
+            round's script.
     """
 
     def __init__(
@@ -217,6 +266,8 @@ class Run:
         runs: set[Run],
         write_pieces: int,
         write_interval: float,
+        tools: Sequence[Mapping[str, Any]] = (),
+        ask_again: Callable[[Run], Sequence[Step]],
     ) -> None:
         self.chat = chat
         self.steps = tuple(steps)
@@ -224,21 +275,37 @@ class Run:
         self._runs = runs
         self._pieces = write_pieces
         self._interval = write_interval
+        self._ask_again = ask_again
         self._before = chat.texts()
         #: The texts the assistant wrote in this run, in order.
         self.written: list[str] = []
-        #: Set by a stop request: the run ends at the next step boundary.
+        #: Set by a stop request: the run ends at the next step boundary (or
+        #: at once, if it waits for the client).
         self.stop_requested = False
         #: Set by `reset()`: the run ends at once, wherever it is.
         self.cancelled = threading.Event()
         #: The status a step ended the run with (`error`, `limit_exceeded`).
         self.ended: RunStatus | None = None
         self.done = False
-        #: The turn's `(input, output)` tokens, once done.
-        self.tokens = (0, 0)
-        #: The chat's messages when the run ended.
-        self.final: tuple[Message, ...] = ()
+        #: What a synchronous send answers; set when the run first waits for
+        #: the client or ends, whichever comes first.
+        self.result: RunResult | None = None
+        #: The client tools the chat has now: the send's, then those restated
+        #: on the first item of each tool response.
+        self.tools: tuple[Mapping[str, Any], ...] = tuple(tools)
+        #: Whether `tools` come from a tool response rather than the send.
+        self.tools_restated = False
+        #: The client tool calls the run waits on, in the order they were made.
+        self.pending: tuple[Mapping[str, Any], ...] = ()
+        #: The client's answers of this turn, `{"tool_call_id", "name", "content"}`.
+        self.answers: list[dict[str, Any]] = []
+        self._answered = False
         self._driver = self._drive()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the run waits for the client's tool responses (not stopped)."""
+        return bool(self.pending) and not self._halted()
 
     # -------------------------------------------------------------- playing
 
@@ -261,19 +328,32 @@ class Run:
 
     def _play(self, wait: float | None) -> None:
         while wait is not None:
-            if self.cancelled.wait(wait):
+            if wait == UNTIL_ANSWERED:
+                with self._changed:
+                    self._changed.wait_for(lambda: not self.waiting)
+            else:
+                self.cancelled.wait(wait)
+            if self.cancelled.is_set():
                 self._driver.close()
                 return
             wait = self.advance()
 
+    def _halted(self) -> bool:
+        return self.stop_requested or self.cancelled.is_set()
+
     def _drive(self) -> Generator[float, None, None]:
         try:
-            for step in self.steps:
-                if self.stop_requested or self.cancelled.is_set():
-                    break
-                yield from step.play(self)
-                if self.ended is not None:
-                    break
+            script: Sequence[Step] = self.steps
+            while script:
+                for step in script:
+                    if self._halted():
+                        break
+                    self._answered = False
+                    yield from step.play(self)
+                    if self.ended is not None:
+                        break
+                again = self._answered and self.ended is None and not self._halted()
+                script = self._ask_again(self) if again else ()
         except Exception as exc:  # a broken step must not leave the chat busy
             failure = f"The emulator's step failed: {type(exc).__name__}: {exc}"
             self.end("error", errorMessage=failure, error=failure)
@@ -287,18 +367,65 @@ class Run:
                 chat.messages.append(chat.streaming)
                 chat.streaming = None
             if self.ended is None:
-                chat.status, chat.fields = "completed", {}
+                closed = {"stopReason": "tool_wait_closed"} if self.pending else {}
+                chat.status, chat.fields = "completed", closed
+            self.pending = ()
+            tokens = (0, 0)
             if self.written or self.ended is None:
-                self.tokens = turn_tokens(self._before, self.written)
-                chat.input_tokens += self.tokens[0]
-                chat.output_tokens += self.tokens[1]
-            self.final = tuple(chat.messages)
+                tokens = turn_tokens(self._before, self.written)
+                chat.input_tokens += tokens[0]
+                chat.output_tokens += tokens[1]
+            if self.result is None:
+                self.result = self._result(tokens)
             chat.busy = False
             if chat.run is self:
                 chat.run = None
             self.done = True
             self._runs.discard(self)
             self._changed_now()
+
+    def _result(self, tokens: tuple[int, int]) -> RunResult:
+        """The turn as it stands, for a synchronous send (condition held)."""
+        return RunResult(
+            status=self.chat.status,
+            fields=dict(self.chat.fields),
+            messages=tuple(self.chat.messages),
+            written=tuple(self.written),
+            tokens=tokens,
+        )
+
+    # ------------------------------------------------------ the client's side
+
+    def answer(self, responses: Sequence[Mapping[str, Any]]) -> None:
+        """Take the client's tool responses (checked by the core; condition held).
+
+        Each joins the history as a `tool` message (a string content as its
+        text, any other JSON as its `data`); the client tools become those
+        restated on the first response (none if it has no `tools`). With calls
+        still pending the run keeps waiting on them; with none, it is
+        `processing` again and its thread goes on.
+        """
+        names = {call["id"]: call["function"]["name"] for call in self.pending}
+        for response in responses:
+            call_id, content = response["tool_call_id"], response["content"]
+            if isinstance(content, str):
+                self.chat.add("tool", content, tool_call_id=call_id)
+            else:
+                self.chat.add("tool", None, tool_call_id=call_id, data=content)
+            self.answers.append(
+                {"tool_call_id": call_id, "name": names[call_id], "content": content}
+            )
+        self.tools = tuple(responses[0].get("tools") or ())
+        self.tools_restated = True
+        answered = {response["tool_call_id"] for response in responses}
+        self.pending = tuple(c for c in self.pending if c["id"] not in answered)
+        if self.pending:
+            self.chat.status = "waiting_for_tool_response"
+            self.chat.fields = {"pendingToolCalls": [dict(c) for c in self.pending]}
+        else:
+            self._answered = True
+            self.chat.status, self.chat.fields = "processing", {}
+        self._changed_now()
 
     def _changed_now(self) -> None:
         """Record a change of the chat and wake its followers (condition held)."""
@@ -316,6 +443,12 @@ class Run:
     def write_interval(self) -> float:
         """The emulator's default seconds between two pieces of a `Write`."""
         return self._interval
+
+    @property
+    def client_tool_names(self) -> frozenset[str]:
+        """The names of the client tools the chat has now."""
+        with self._changed:
+            return tool_names(self.tools)
 
     def set_status(self, status: RunStatus, **fields: Any) -> None:
         """Set the realtime status and its fields (the previous fields go)."""
@@ -358,9 +491,11 @@ class Run:
     def add_message(
         self, role: str, text: str | None, **details: Unpack[MessageDetails]
     ) -> None:
-        """Append a finished message to the history."""
+        """Append a finished message to the history (an assistant's text is written)."""
         with self._changed:
             self.chat.add(role, text, **details)
+            if role == "assistant" and text:
+                self.written.append(text)
             self._changed_now()
 
     def new_id(self, kind: str) -> str:
@@ -376,6 +511,19 @@ class Run:
         """End the run with `status` and its fields."""
         self.ended = status
         self.set_status(status, **fields)
+
+    def wait_for_client(self, calls: Sequence[Mapping[str, Any]]) -> None:
+        """Wait on `calls`: `waiting_for_tool_response` with them in `pendingToolCalls`.
+
+        The first such wait is what a synchronous send answers.
+        """
+        with self._changed:
+            self.pending = tuple(calls)
+            self.chat.status = "waiting_for_tool_response"
+            self.chat.fields = {"pendingToolCalls": [dict(c) for c in calls]}
+            if self.result is None:
+                self.result = self._result(turn_tokens(self._before, self.written))
+            self._changed_now()
 
 
 class Follower:

@@ -13,9 +13,12 @@ the exchange: answer (a body, or a stream of SSE frames), drop the connection,
 or time out. A wait cut short before the work started (a cancelled task, an
 interrupt) calls `abandon()`, which frees the chat.
 
-A turn is a run: the reply function is asked once, its answer becomes a script
+A turn is a run: the reply function is asked, its answer becomes a script
 (`_script`), and the run plays it against the chat; an asynchronous send answers
-as soon as the run has started, a synchronous one when it has ended.
+as soon as the run has started, a synchronous one when it has ended or waits
+for the client's tools. The tool-response route hands the client's answers to
+the waiting run; once its script is spent, the reply function is asked again
+(the conversation now ending with the tool results), in the same run.
 
 Everything shared sits behind one lock (with one condition on it, notified on
 every change) that is never held across a wait or a reply function, so the
@@ -38,6 +41,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 from urllib.parse import parse_qs, unquote
 
 from langchain_devic.testing._chats import Chat, Follower, Run, now_ms
+from langchain_devic.testing._chats import tool_names as schema_names
 from langchain_devic.testing._faults import NO_FAULT, Action, Face, Fault
 from langchain_devic.testing._render import (
     DIALECTS,
@@ -60,8 +64,9 @@ from langchain_devic.testing._render import (
     route_not_found,
     started_body,
     stop_body,
+    tool_response_body,
 )
-from langchain_devic.testing._script import STEP_TYPES, Step, Write, as_script
+from langchain_devic.testing._script import STEP_TYPES, Fail, Step, Write, as_script
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -149,17 +154,30 @@ class RecordedRequest:
 class Conversation:
     """What a reply function sees: one chat, with the new user turn appended.
 
+    A reply function is asked once per send, and again each time the client
+    has answered every client tool call of a script that is then spent (see
+    `CallTools`): the conversation then ends with the tool results, which
+    `tool_results` also lists.
+
     Attributes:
         assistant_id: The assistant being run.
         chat_uuid: The conversation id (new or continued).
         messages: The whole history, oldest first, ending with the new user
-            turn; each item is `{"role": "user" | "assistant" | "tool",
-            "content": str}` (an assistant message that only called tools has
-            `""`).
-        context: The request's `context` object, if any.
-        metadata: The request's `metadata` object, if any.
-        request: The recorded request that carries this turn.
-        tools: The client-side tools the request declared (`tools`), as sent.
+            turn (or, in a later round, with this turn's tool results); each
+            item is `{"role": "user" | "assistant" | "tool", "content": str}`.
+            An assistant message's content is its text (`""` when it only
+            called tools); a tool message's is its result's text, or the
+            result as JSON text when it is not a string.
+        context: The send's `context` object, if any.
+        metadata: The send's `metadata` object, if any.
+        request: The recorded send that started this turn (a later round
+            has the same).
+        tools: The client-side tools the chat has now, as sent: those the send
+            declared (`tools`), or, in a later round, those restated on the
+            first item of the last tool response (none if it had none).
+        tool_results: The client's tool results of this turn so far, oldest
+            first, each `{"tool_call_id", "name", "content"}`, `content` as
+            the client sent it (a string or any JSON); empty in the first round.
     """
 
     assistant_id: str
@@ -169,11 +187,19 @@ class Conversation:
     metadata: Mapping[str, Any] | None
     request: RecordedRequest
     tools: tuple[Mapping[str, Any], ...] = ()
+    tool_results: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def message(self) -> str:
-        """The new user message (the last turn)."""
-        return self.messages[-1]["content"]
+        """The new user message (the last user turn)."""
+        return next(
+            m["content"] for m in reversed(self.messages) if m["role"] == "user"
+        )
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        """The names of the client-side tools the chat has now (`tools`)."""
+        return schema_names(self.tools)
 
     @property
     def turn(self) -> int:
@@ -182,7 +208,9 @@ class Conversation:
 
 
 #: A scripted assistant: the reply text, raw response fields to merge in, or a
-#: script (steps such as `Write`, `ServerTool`, `Fail`; a string is a `Write`).
+#: script (steps such as `Write`, `ServerTool`, `CallTools`, `Fail`; a string is
+#: a `Write`). Fields only shape a synchronous answer: in a later round (after
+#: tool results) only their `message` counts.
 ReplyFn: TypeAlias = Callable[
     [Conversation], str | Mapping[str, Any] | Sequence[Step | str] | Step
 ]
@@ -215,7 +243,11 @@ class _Slot:
 
 
 class _Pending:
-    """A synchronous send whose run is still going: the answer comes at its end."""
+    """A synchronous send whose run is still going: the answer comes at its end.
+
+    Or when the run first waits for the client's tools (`run.result` is set
+    then): the send answers the turn so far, and the run keeps waiting.
+    """
 
     def __init__(self, run: Run, answer: Callable[[], Answer]) -> None:
         self.run = run
@@ -312,7 +344,7 @@ class Exchange:
     def finish(self) -> Outcome:
         """Start the work, wait for its run, settle the record, say how to end."""
         started = self._start()
-        while isinstance(started, _Pending) and not started.run.done:
+        while isinstance(started, _Pending) and started.run.result is None:
             time.sleep(RUN_TICK)
         return self._conclude(started)
 
@@ -387,7 +419,7 @@ class Exchange:
             if wait > 0:
                 yield wait
             started = self._start()
-            while isinstance(started, _Pending) and not started.run.done:
+            while isinstance(started, _Pending) and started.run.result is None:
                 left = (
                     None
                     if read_timeout is None
@@ -399,7 +431,7 @@ class Exchange:
         except BaseException:
             self.abandon()
             raise
-        if isinstance(started, _Pending) and not started.run.done:
+        if isinstance(started, _Pending) and started.run.result is None:
             self._core._settle(self._slot, None)
             self._outcome = Outcome("read_timeout")
             return
@@ -508,8 +540,8 @@ class Core:
     def reset(self) -> None:
         """Forget requests, chats and queued faults (and restart the ids).
 
-        Runs in progress are cancelled where they stand, and streams of the
-        forgotten chats close.
+        Runs in progress are cancelled where they stand (a run waiting for
+        the client's tools too), and streams of the forgotten chats close.
         """
         with self._changed:
             for run in self._runs:
@@ -571,19 +603,24 @@ class Core:
             return self._chats[chat_uuid].view()
 
     def wait_idle(self, timeout: float = 5.0) -> None:
-        """Wait until no run is in progress (every run has ended).
+        """Wait until no run is working: each has ended or waits for the client.
+
+        A run waiting for client tool responses would never end by itself, so
+        it counts as idle; answer it (or stop it) and wait again.
 
         Args:
             timeout: The longest wait, in seconds.
 
         Raises:
-            TimeoutError: If runs are still going after `timeout`; it names
+            TimeoutError: If runs are still working after `timeout`; it names
                 their chats.
         """
         with self._changed:
-            if self._changed.wait_for(lambda: not self._runs, timeout):
+            if self._changed.wait_for(
+                lambda: all(run.waiting for run in self._runs), timeout
+            ):
                 return
-            busy = sorted(run.chat.chat_id for run in self._runs)
+            busy = sorted(run.chat.chat_id for run in self._runs if not run.waiting)
         msg = f"Runs still going after {timeout} s in chats {busy}."
         raise TimeoutError(msg)
 
@@ -825,14 +862,12 @@ class Core:
             return opened
         chat, conversation = opened
         try:
-            steps, overrides = self._script_of(turn, conversation)
+            steps, overrides = self._script_of(
+                turn.reply, conversation, at_once=turn.mode == "sync"
+            )
         except Exception as exc:
             self._undo_turn(turn, chat)
-            failure = (
-                f"The reply function of assistant '{turn.assistant_id}' raised "
-                f"{type(exc).__name__}: {exc}"
-            )
-            return self._refusal(500, failure, "INTERNAL_ERROR")
+            return self._refusal(500, _reply_failure(turn, exc), "INTERNAL_ERROR")
         with self._changed:
             run = Run(
                 chat,
@@ -841,6 +876,8 @@ class Core:
                 runs=self._runs,
                 write_pieces=self.write_pieces,
                 write_interval=self.write_interval,
+                tools=turn.tools,
+                ask_again=lambda run: self._ask_again(turn, run),
             )
             chat.run = run
             self._runs.add(run)
@@ -872,29 +909,38 @@ class Core:
             chat.status, chat.fields, chat.streaming = "processing", {}, None
             chat.touch()
             self._changed.notify_all()
-            conversation = Conversation(
-                assistant_id=turn.assistant_id,
-                chat_uuid=chat.chat_id,
-                messages=tuple(_plain(chat.messages)),
-                context=turn.context,
-                metadata=turn.metadata,
-                request=turn.slot.record,
-                tools=turn.tools,
-            )
+            conversation = _conversation(turn, chat, turn.tools, ())
         return chat, conversation
 
-    def _script_of(
-        self, turn: _Turn, conversation: Conversation
-    ) -> tuple[tuple[Step, ...], dict[str, Any] | None]:
-        """The steps of a turn, and the answer fields its reply function asked for.
+    def _ask_again(self, turn: _Turn, run: Run) -> tuple[Step, ...]:
+        """The next round of a turn whose client tools were answered.
 
-        A plain reply is one `Write`: at once in a synchronous send, in pieces
-        in a run.
+        The reply function sees the chat ending with the tool results; its
+        script is played in the same run (a plain reply in pieces). If it
+        raises, the round is a `Fail` with what it raised.
+        """
+        with self._lock:
+            conversation = _conversation(
+                turn, run.chat, run.tools, tuple(dict(a) for a in run.answers)
+            )
+        try:
+            steps, _ = self._script_of(turn.reply, conversation, at_once=False)
+        except Exception as exc:
+            return (Fail(_reply_failure(turn, exc)),)
+        return steps
+
+    def _script_of(
+        self, reply: ReplyFn, conversation: Conversation, *, at_once: bool
+    ) -> tuple[tuple[Step, ...], dict[str, Any] | None]:
+        """The steps of a round, and the answer fields the reply function asked for.
+
+        A plain reply is one `Write`: in one piece with no wait when `at_once`
+        (a synchronous send), else in pieces.
 
         Raises:
             TypeError: If the reply function returns no reply, fields or script.
         """
-        result = turn.reply(conversation)
+        result = reply(conversation)
         overrides = None
         if isinstance(result, Mapping):
             overrides = dict(result)
@@ -905,7 +951,7 @@ class Core:
                 else self.default_reply(conversation)
             )
         if isinstance(result, str):
-            if turn.mode == "sync":
+            if at_once:
                 return (Write(result, pieces=1, interval=0),), overrides
             return (Write(result),), overrides
         if isinstance(result, (Sequence, *STEP_TYPES)):
@@ -915,25 +961,32 @@ class Core:
         raise TypeError(msg)
 
     def _sync_answer(self, run: Run, overrides: Mapping[str, Any] | None) -> Answer:
-        """The answer to a synchronous send, from its ended run."""
-        chat = run.chat
-        if run.ended == "error":
-            failure = str(chat.fields.get("errorMessage") or "The assistant failed")
+        """The answer to a synchronous send, from its run's result.
+
+        The run has ended, or waits for the client's tools: then the send
+        answers the turn so far (the platform's message list ends with the
+        assistant message that calls them; the flat reply is the text written
+        so far), and the tool-response route carries the turn on.
+        """
+        chat, result = run.chat, run.result
+        assert result is not None  # noqa: S101 - a pending send waits for it
+        if result.status == "error":
+            failure = str(result.fields.get("errorMessage") or "The assistant failed")
             return self._refusal(500, failure, "INTERNAL_ERROR")
-        if run.ended == "limit_exceeded":
-            return limit_answer(chat.fields.get("limitExceeded") or {}, now_ms())
+        if result.status == "limit_exceeded":
+            return limit_answer(result.fields.get("limitExceeded") or {}, now_ms())
         if self.dialect == "platform":
             body = message_list_body(
                 chat_id=chat.chat_id,
-                history=run.final,
-                tokens=run.tokens,
+                history=result.messages,
+                tokens=result.tokens,
                 overrides=overrides,
             )
             return self._ok(200, body)
         flat = flat_reply_body(
             chat_id=chat.chat_id,
-            text="\n\n".join(run.written),
-            tokens=run.tokens,
+            text="\n\n".join(result.written),
+            tokens=result.tokens,
             overrides=overrides,
         )
         replied = replied_chat_id(flat)
@@ -1026,7 +1079,11 @@ class Core:
         return StreamAnswer(200, headers, follower)
 
     def _answer_stop(self, record: RecordedRequest) -> Answer:
-        """`POST …/chats/{chat}/stop`: end the run at its next step boundary."""
+        """`POST …/chats/{chat}/stop`: end the run at its next step boundary.
+
+        A run waiting for the client's tools ends at once (`completed`, with
+        `stopReason: "tool_wait_closed"`).
+        """
         with self._changed:
             chat = self._find_chat(record)
             if isinstance(chat, Answer):
@@ -1035,24 +1092,32 @@ class Core:
             if run is None or run.done:
                 message = f"Chat '{chat.chat_id}' is not currently processing"
                 return self._refusal(400, message, "BAD_REQUEST")
+            waiting = run.waiting
             run.stop_requested = True
             self._changed.notify_all()
-        return self._ok(201, stop_body(chat.chat_id))
+        return self._ok(201, stop_body(chat.chat_id, closes_tool_wait=waiting))
 
     def _answer_tool_response(self, record: RecordedRequest) -> Answer:
-        """`POST …/chats/{chat}/tool-response`: only a waiting chat takes one."""
-        with self._lock:
+        """`POST …/chats/{chat}/tool-response`: the client answers pending calls.
+
+        Only a chat whose run waits takes one, and only answers to its pending
+        calls; the run keeps waiting until every call is answered (201
+        `{"chatUid", "message"}` each time).
+        """
+        with self._changed:
             chat = self._find_chat(record)
             if isinstance(chat, Answer):
                 return chat
-            waiting = (
-                chat.run is not None and chat.status == "waiting_for_tool_response"
-            )
-        if not waiting:
-            message = f"Chat '{chat.chat_id}' is not waiting for a tool response"
-            return self._refusal(400, message, "BAD_REQUEST")
-        message = "Client tool responses are not emulated yet"
-        return self._refusal(501, message, "NOT_IMPLEMENTED")
+            run = chat.run
+            if run is None or run.done or not run.waiting:
+                message = f"Chat '{chat.chat_id}' is not waiting for a tool response"
+                return self._refusal(400, message, "BAD_REQUEST")
+            pending = [str(call["id"]) for call in run.pending]
+            problem = _responses_problem(record.json, pending)
+            if problem is not None:
+                return self._refusal(400, problem, "BAD_REQUEST")
+            run.answer(record.json["responses"])
+        return self._ok(201, tool_response_body(chat.chat_id))
 
     def _answer_chats(self, record: RecordedRequest) -> Answer:
         """`GET …/assistants/{id}/chats`: the assistant's chats, newest first."""
@@ -1099,7 +1164,73 @@ def _refused(checked: _Work | Answer | None) -> Answer | None:
 
 def _plain(messages: Iterable[Message]) -> list[dict[str, str]]:
     """Messages as `{"role", "content"}` (what reply functions and tests read)."""
-    return [{"role": m.role, "content": m.text or ""} for m in messages]
+    return [{"role": m.role, "content": m.readable} for m in messages]
+
+
+def _conversation(
+    turn: _Turn,
+    chat: Chat,
+    tools: tuple[Mapping[str, Any], ...],
+    tool_results: tuple[Mapping[str, Any], ...],
+) -> Conversation:
+    """What the reply function of `turn` sees of `chat` now (lock held)."""
+    return Conversation(
+        assistant_id=turn.assistant_id,
+        chat_uuid=chat.chat_id,
+        messages=tuple(_plain(chat.messages)),
+        context=turn.context,
+        metadata=turn.metadata,
+        request=turn.slot.record,
+        tools=tools,
+        tool_results=tool_results,
+    )
+
+
+def _reply_failure(turn: _Turn, exc: Exception) -> str:
+    return (
+        f"The reply function of assistant '{turn.assistant_id}' raised "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
+#: What a tool-response body must look like, for its refusals.
+_RESPONSES_SHAPE = (
+    'the body must be {"responses": [{"tool_call_id": str, "role": "tool", '
+    '"content": <any JSON>, "tools"?: [...]}, ...]} with at least one response'
+)
+
+
+def _responses_problem(payload: Any, pending: Sequence[str]) -> str | None:
+    """What is wrong with a tool-response body (given the pending ids), or `None`."""
+    responses = payload.get("responses") if isinstance(payload, dict) else None
+    if (
+        not isinstance(responses, list)
+        or not responses
+        or not all(isinstance(r, dict) for r in responses)
+    ):
+        return _RESPONSES_SHAPE
+    seen: set[str] = set()
+    for index, response in enumerate(responses):
+        call_id = response.get("tool_call_id")
+        where = f"responses[{index}]"
+        if not isinstance(call_id, str):
+            return f"{where}: 'tool_call_id' is required and must be a string"
+        if response.get("role") != "tool":
+            return f"{where}: 'role' must be 'tool', got {response.get('role')!r}"
+        if "content" not in response:
+            return f"{where}: 'content' is required (any JSON)"
+        if call_id in seen:
+            return f"{where}: tool call '{call_id}' is answered twice"
+        if call_id not in pending:
+            waiting = ", ".join(f"'{p}'" for p in pending)
+            return f"{where}: tool call '{call_id}' is not pending (pending: {waiting})"
+        seen.add(call_id)
+    tools = responses[0].get("tools")
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
+    ):
+        return "responses[0]: 'tools' must be a list of objects"
+    return None
 
 
 def _sent_chat(payload: Mapping[str, Any]) -> str | None:

@@ -54,6 +54,7 @@ __all__ = [
     "started_body",
     "stop_body",
     "stream_frames",
+    "tool_response_body",
     "turn_tokens",
 ]
 
@@ -167,6 +168,7 @@ class MessageDetails(TypedDict, total=False):
     tool_calls: tuple[Mapping[str, Any], ...]
     tool_call_id: str | None
     summary: str | None
+    data: Any
 
 
 @dataclass(frozen=True)
@@ -177,11 +179,15 @@ class Message:
         uid: The message's stable id.
         role: `user`, `assistant` or `tool`.
         text: `content.message`; `None` for an assistant message that only
-            calls tools (its `content` is `{}`).
+            calls tools (its `content` is `{}`) and for a tool result that is
+            not a string.
         timestamp: Epoch milliseconds.
         tool_calls: The tool calls an assistant message makes.
         tool_call_id: The call a `tool` message answers.
         summary: Devic's one-line description of a tool call or result.
+        data: `content.data` when `text` is `None`: a client tool's result
+            that is not a string (an object, a list, a number). `None` is no
+            data, so a `null` result reads as an empty content.
     """
 
     uid: str
@@ -191,13 +197,31 @@ class Message:
     tool_calls: tuple[Mapping[str, Any], ...] = field(default=())
     tool_call_id: str | None = None
     summary: str | None = None
+    data: Any = None
+
+    @property
+    def readable(self) -> str:
+        """The text a reader shows: `content.message`, else `content.data` as JSON.
+
+        Devic's CLI reads a tool result the same way; an empty content is `""`.
+        """
+        if self.text is not None:
+            return self.text
+        if self.data is None:
+            return ""
+        return json.dumps(self.data, ensure_ascii=False)
 
     def to_json(self, chat_id: str) -> dict[str, Any]:
         """The `ChatMessage` object."""
+        content: dict[str, Any] = {}
+        if self.text is not None:
+            content["message"] = self.text
+        elif self.data is not None:
+            content["data"] = self.data
         body: dict[str, Any] = {
             "uid": self.uid,
             "role": self.role,
-            "content": {} if self.text is None else {"message": self.text},
+            "content": content,
             "timestamp": self.timestamp,
             "chatUid": chat_id,
         }
@@ -408,13 +432,25 @@ def started_body(chat_id: str) -> dict[str, Any]:
     return {"chatUid": chat_id}
 
 
-def stop_body(chat_id: str) -> dict[str, Any]:
-    """The answer to a stop request."""
-    return {
+def stop_body(chat_id: str, *, closes_tool_wait: bool = False) -> dict[str, Any]:
+    """The answer to a stop request.
+
+    A stop that ends a wait for client tools says so with the newer API's
+    `outcome: "tool_wait_closed"`.
+    """
+    body: dict[str, Any] = {
         "chatUid": chat_id,
         "message": "Stop requested. The chat will finish its current step and "
         "complete.",
     }
+    if closes_tool_wait:
+        body["outcome"] = "tool_wait_closed"
+    return body
+
+
+def tool_response_body(chat_id: str) -> dict[str, Any]:
+    """The answer to accepted client tool responses (an `AsyncResponse`)."""
+    return {"chatUid": chat_id, "message": "Tool responses received"}
 
 
 def realtime_body(
@@ -434,8 +470,8 @@ def realtime_body(
         updated_ms: When it last changed, epoch ms (`lastUpdatedAt`).
         history: The chat's finished messages (`chatHistory`).
         streaming: The assistant message being written, if any.
-        fields: The status's own fields (`handedOffSubThreadId`,
-            `limitExceeded`, `errorMessage`, ...).
+        fields: The status's own fields (`pendingToolCalls`,
+            `handedOffSubThreadId`, `limitExceeded`, `errorMessage`, ...).
 
     Returns:
         The body, ready to be dumped.

@@ -5,8 +5,10 @@ A reply function may return a script instead of a string: a sequence of steps
 time, so a client can watch it move: each step is data (a frozen dataclass)
 whose one `play()` method says what the step does to the chat (through a
 `Board`, which the core implements) and how long it waits (each `yield` is a
-wait in seconds). A stop request lands between two steps; a step that ends the
-run (`Fail`, `LimitExceeded`) makes the steps after it unreachable.
+wait in seconds, `UNTIL_ANSWERED` a wait for the client's tool responses). A
+stop request lands between two steps, or ends a wait for the client at once; a
+step that ends the run (`Fail`, `LimitExceeded`) makes the steps after it
+unreachable.
 
 A new kind is its class here, with its `play()`, and its name in `Step`.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
@@ -28,8 +31,11 @@ __all__ = [
     "CLOSING_STATUSES",
     "RUN_STATUSES",
     "STEP_TYPES",
+    "UNTIL_ANSWERED",
     "Board",
     "Buffer",
+    "CallTools",
+    "ClientCall",
     "Fail",
     "HandOff",
     "LimitExceeded",
@@ -70,6 +76,9 @@ CLOSING_STATUSES: frozenset[str] = frozenset(
 
 #: What a step's `play()` is: it yields waits (seconds) and returns when done.
 Playing: TypeAlias = Generator[float, None, None]
+#: The wait a step yields after `Board.wait_for_client`: it lasts until the
+#: client has answered every pending call, the run is stopped, or cancelled.
+UNTIL_ANSWERED = math.inf
 
 
 class Board(Protocol):
@@ -87,6 +96,16 @@ class Board(Protocol):
     @property
     def write_interval(self) -> float:
         """Seconds between two pieces of a `Write` without its own `interval`."""
+        ...
+
+    @property
+    def client_tool_names(self) -> frozenset[str]:
+        """The names of the client tools the chat has now (declared or restated)."""
+        ...
+
+    @property
+    def tools_restated(self) -> bool:
+        """Whether the client tools come from a tool response, not from the send."""
         ...
 
     def set_status(self, status: RunStatus, **fields: Any) -> None:
@@ -121,6 +140,13 @@ class Board(Protocol):
 
     def end(self, status: RunStatus, **fields: Any) -> None:
         """End the run with `status` (`error`, `limit_exceeded`) and its fields."""
+        ...
+
+    def wait_for_client(self, calls: Sequence[Mapping[str, Any]]) -> None:
+        """Hand `calls` to the client: `waiting_for_tool_response` with them pending.
+
+        The step then yields `UNTIL_ANSWERED`.
+        """
         ...
 
 
@@ -355,10 +381,117 @@ class LimitExceeded:
         yield from ()
 
 
+@dataclass(frozen=True)
+class ClientCall:
+    """One call of a client-side tool (a tool the caller declared), in `CallTools`.
+
+    Attributes:
+        name: The tool's name.
+        arguments: The call's arguments: a mapping (sent as a JSON string), or
+            a string sent verbatim (so a test can send arguments that are not
+            JSON on purpose).
+        id: The call's id; `None` takes a fresh one from the run.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            msg = f"ClientCall name must be a non-empty str, got {self.name!r}."
+            raise ValueError(msg)
+        if not isinstance(self.arguments, (str, Mapping)):
+            kind = type(self.arguments).__name__
+            msg = f"ClientCall arguments must be a Mapping or a str, got {kind}."
+            raise TypeError(msg)
+        if self.id is not None and (not isinstance(self.id, str) or not self.id):
+            msg = f"ClientCall id must be a non-empty str or None, got {self.id!r}."
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class CallTools:
+    """The assistant calls one or several of the caller's own (client-side) tools.
+
+    One assistant message with `text` and the calls (`tool_calls`) joins the
+    history; then the status is `waiting_for_tool_response` with the calls in
+    `pendingToolCalls`, and the run waits (holding the chat) until the client
+    has answered every call on the tool-response route. It then goes on with
+    the script's next steps; when there are none, the reply function is asked
+    again, the conversation now ending with the tool results. A stop ends the
+    wait and the run (`completed`).
+
+    A call of a tool the chat does not have (not in the send's `tools`, or,
+    after a tool response, not restated on its first response) ends the run
+    in `error` instead, before any message is written.
+
+    Attributes:
+        calls: The calls, in order (a single `ClientCall` is one call).
+        text: What the assistant writes on the calling message (may be empty).
+    """
+
+    calls: Sequence[ClientCall] | ClientCall
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        calls = (self.calls,) if isinstance(self.calls, ClientCall) else self.calls
+        if isinstance(calls, (str, Mapping)) or not isinstance(calls, Sequence):
+            kind = type(calls).__name__
+            msg = f"CallTools calls must be ClientCall objects, got {kind}."
+            raise TypeError(msg)
+        if not calls:
+            msg = "CallTools needs at least one ClientCall."
+            raise ValueError(msg)
+        for call in calls:
+            if not isinstance(call, ClientCall):
+                kind = type(call).__name__
+                msg = f"CallTools calls must be ClientCall objects, got {kind}."
+                raise TypeError(msg)
+        ids = [call.id for call in calls if call.id is not None]
+        if len(ids) != len(set(ids)):
+            msg = f"CallTools call ids must differ, got {ids}."
+            raise ValueError(msg)
+        if not isinstance(self.text, str):
+            msg = f"CallTools text must be a str, got {type(self.text).__name__}."
+            raise TypeError(msg)
+        object.__setattr__(self, "calls", tuple(calls))
+
+    def play(self, board: Board) -> Playing:
+        """Check the tools, file the calling message, wait for the client."""
+        board.set_status("processing")
+        calls = self.calls
+        assert not isinstance(calls, ClientCall)  # noqa: S101 - made a tuple above
+        known = board.client_tool_names
+        unknown = [call.name for call in calls if call.name not in known]
+        if unknown:
+            failure = _no_such_tool(unknown[0], restated=board.tools_restated)
+            board.end("error", errorMessage=failure, error=failure)
+            return
+        tool_calls = tuple(
+            _tool_call(call.id or board.new_id("call"), call.name, call.arguments)
+            for call in calls
+        )
+        board.add_message("assistant", self.text or None, tool_calls=tool_calls)
+        board.wait_for_client(tool_calls)
+        yield UNTIL_ANSWERED
+
+
 #: One step of a scripted run.
-Step: TypeAlias = Write | ServerTool | HandOff | Buffer | Pause | Fail | LimitExceeded
+Step: TypeAlias = (
+    Write | ServerTool | HandOff | Buffer | Pause | Fail | LimitExceeded | CallTools
+)
 #: Every step class, for `isinstance`.
-STEP_TYPES = (Write, ServerTool, HandOff, Buffer, Pause, Fail, LimitExceeded)
+STEP_TYPES = (
+    Write,
+    ServerTool,
+    HandOff,
+    Buffer,
+    Pause,
+    Fail,
+    LimitExceeded,
+    CallTools,
+)
 
 
 # ------------------------------------------------------------------- helpers
@@ -401,12 +534,30 @@ def _hold(board: Board, seconds: float, status: RunStatus, **fields: Any) -> Pla
     board.set_status("processing")
 
 
-def _tool_call(call_id: str, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+def _tool_call(
+    call_id: str, name: str, arguments: Mapping[str, Any] | str
+) -> dict[str, Any]:
+    """An OpenAI-style tool call; string arguments are sent verbatim."""
+    sent = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
     return {
         "id": call_id,
         "type": "function",
-        "function": {"name": name, "arguments": json.dumps(dict(arguments))},
+        "function": {"name": name, "arguments": sent},
     }
+
+
+def _no_such_tool(name: str, *, restated: bool) -> str:
+    """Why a call of client tool `name` fails: the client did not give it."""
+    if restated:
+        return (
+            f"The assistant called the client tool '{name}', but the client "
+            "restated no such tool on its tool response ('tools' on the first "
+            "response); without them the continuation has no client tools."
+        )
+    return (
+        f"The assistant called the client tool '{name}', but the client "
+        "declared no such tool ('tools' on the send)."
+    )
 
 
 def _check_seconds(seconds: float, name: str) -> None:
