@@ -25,7 +25,11 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["chat_devic.ipynb", "devic_assistant_tool.ipynb"]
+NAMES = [
+    "chat_devic.ipynb",
+    "chat_devic_tools.ipynb",
+    "devic_assistant_tool.ipynb",
+]
 CELL_TIMEOUT = 120
 #: LangChain's integration-doc order; each notebook's level-2 headings follow it.
 SECTION_ORDER = {
@@ -36,6 +40,16 @@ SECTION_ORDER = {
         "Invocation",
         "Chaining",
         "Conversations",
+        "API reference",
+    ],
+    "chat_devic_tools.ipynb": [
+        "Overview",
+        "Setup",
+        "Instantiation",
+        "Invocation",
+        "Tool calling",
+        "Structured output",
+        "Use within an agent",
         "API reference",
     ],
     "devic_assistant_tool.ipynb": [
