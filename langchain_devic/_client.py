@@ -31,7 +31,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import httpx
 from pydantic import SecretStr
@@ -75,6 +75,10 @@ _sleep = time.sleep
 _asleep = asyncio.sleep
 
 TimeoutTypes = float | httpx.Timeout | None
+#: What carries the async calls of the clients we build: httpx's own pool
+#: (httpcore), or aiohttp's through the `httpx-aiohttp` transport.
+AsyncTransport = Literal["httpcore", "aiohttp"]
+AIOHTTP_INSTALL_HINT = 'pip install "langchain-devic[aiohttp]"'
 #: Assistants whose messages URL a client keeps parsed.
 MAX_CACHED_URLS = 256
 
@@ -101,6 +105,149 @@ def shared_ssl_context() -> ssl.SSLContext:
     return context
 
 
+def build_async_http(transport: AsyncTransport = "httpcore") -> httpx.AsyncClient:
+    """The httpx client an `AsyncDevicClient` builds for itself.
+
+    Both kinds get the same pool limits, the shared TLS context and no
+    redirects; requests carry their own timeouts. `"aiohttp"` sends through
+    aiohttp's connection pool (the `aiohttp` extra), which keeps every idle
+    connection open where httpcore's closes all but 20: at hundreds of
+    concurrent calls that is the difference between reusing connections and
+    opening (and TLS-handshaking) a new one for most calls.
+    """
+    if transport == "aiohttp":
+        return _aiohttp_client_class()(
+            limits=DEFAULT_LIMITS,
+            follow_redirects=False,
+            verify=shared_ssl_context(),
+        )
+    return httpx.AsyncClient(
+        limits=DEFAULT_LIMITS,
+        follow_redirects=False,
+        verify=shared_ssl_context(),
+    )
+
+
+_AIOHTTP_CLIENT: type[httpx.AsyncClient] | None = None
+
+
+def _aiohttp_client_class() -> type[httpx.AsyncClient]:
+    """`httpx.AsyncClient` over aiohttp, whose failures read as httpcore's do.
+
+    Defined on first use: `httpx-aiohttp` (and aiohttp) are optional. Its own
+    transport maps aiohttp's errors coarsely: a connection the server closed
+    after reading the message (`ServerDisconnectedError`) becomes
+    `httpx.ConnectTimeout`, which says "nothing was sent" and would have the
+    turn retried, so posted twice. `_remap_aiohttp_error` restores what
+    httpcore raises for each case, which the retry policy reads.
+    """
+    global _AIOHTTP_CLIENT
+    if _AIOHTTP_CLIENT is not None:
+        return _AIOHTTP_CLIENT
+    try:
+        import httpx_aiohttp
+    except ImportError as exc:
+        msg = (
+            "async_transport='aiohttp' needs the httpx-aiohttp package: "
+            f"{AIOHTTP_INSTALL_HINT}"
+        )
+        raise ImportError(msg) from exc
+
+    class _RemappedStream(httpx.AsyncByteStream):
+        """A response body whose read failures are remapped like the send's."""
+
+        def __init__(self, inner: httpx.AsyncByteStream) -> None:
+            self._inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._inner:
+                    yield chunk
+            except (httpx.TransportError, asyncio.TimeoutError) as exc:
+                raise _remap_aiohttp_error(exc) from None
+
+        async def aclose(self) -> None:
+            try:
+                await self._inner.aclose()
+            except (httpx.TransportError, asyncio.TimeoutError) as exc:
+                raise _remap_aiohttp_error(exc) from None
+
+    class _Transport(httpx_aiohttp.AiohttpTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                response = await super().handle_async_request(request)
+            except (httpx.TransportError, asyncio.TimeoutError) as exc:
+                raise _remap_aiohttp_error(exc) from None
+            response.stream = _RemappedStream(
+                cast(httpx.AsyncByteStream, response.stream)
+            )
+            return response
+
+    class _Client(httpx.AsyncClient):
+        """Every transport over aiohttp, proxies from the environment too."""
+
+        def _init_transport(
+            self,
+            verify: ssl.SSLContext | str | bool = True,
+            cert: Any = None,
+            trust_env: bool = True,
+            http1: bool = True,
+            http2: bool = False,
+            limits: httpx.Limits = DEFAULT_LIMITS,
+            transport: httpx.AsyncBaseTransport | None = None,
+            **kwargs: Any,
+        ) -> httpx.AsyncBaseTransport:
+            if transport is not None:
+                return transport
+            return _Transport(verify=verify, trust_env=trust_env, limits=limits)
+
+        def _init_proxy_transport(
+            self,
+            proxy: httpx.Proxy,
+            verify: ssl.SSLContext | str | bool = True,
+            cert: Any = None,
+            trust_env: bool = True,
+            http1: bool = True,
+            http2: bool = False,
+            limits: httpx.Limits = DEFAULT_LIMITS,
+            **kwargs: Any,
+        ) -> httpx.AsyncBaseTransport:
+            return _Transport(
+                verify=verify, trust_env=trust_env, limits=limits, proxy=proxy
+            )
+
+    _AIOHTTP_CLIENT = _Client
+    return _Client
+
+
+def _remap_aiohttp_error(exc: BaseException) -> httpx.TransportError:
+    """The httpx error httpcore raises where aiohttp raised `exc.__cause__`.
+
+    Only a failure to connect says that nothing was sent (and may be retried);
+    a disconnect, a reset or a stall once connected may follow a message
+    Devic read, exactly as with httpcore.
+    """
+    import aiohttp
+
+    cause = exc.__cause__ or exc
+    kind: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(cause, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+    elif isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(cause, aiohttp.ServerDisconnectedError):
+        kind = httpx.RemoteProtocolError
+    elif isinstance(cause, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        kind = httpx.ReadError
+    elif isinstance(exc, httpx.TransportError):
+        return exc  # proxy and URL errors: httpx-aiohttp's own mapping
+    else:
+        kind = httpx.ReadError
+    return kind(str(exc) or type(cause).__name__)
+
+
 def make_timeout(timeout: TimeoutTypes) -> httpx.Timeout:
     """A float is the read timeout; connecting keeps its own 5 s budget."""
     if isinstance(timeout, httpx.Timeout):
@@ -125,6 +272,7 @@ class ClientSettings:
     run_timeout: float = DEFAULT_RUN_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
+    async_transport: AsyncTransport = "httpcore"
 
     def __post_init__(self) -> None:
         key = self.api_key
@@ -134,6 +282,12 @@ class ClientSettings:
         object.__setattr__(self, "base_url", _wire.validate_base_url(self.base_url))
         if self.max_retries < 0:
             msg = f"max_retries must be >= 0, got {self.max_retries}."
+            raise ValueError(msg)
+        if self.async_transport not in ("httpcore", "aiohttp"):
+            msg = (
+                "async_transport must be 'httpcore' or 'aiohttp', got "
+                f"{self.async_transport!r}."
+            )
             raise ValueError(msg)
 
     @classmethod
@@ -183,6 +337,7 @@ class _BaseDevicClient:
         self.run_timeout = settings.run_timeout
         self.poll_interval = settings.poll_interval
         self.max_poll_interval = settings.max_poll_interval
+        self.async_transport = settings.async_transport
         self.capabilities = capabilities or RunCapabilities()
         #: Stop requests in flight (a closing client waits for them).
         self._stopping = 0
@@ -799,11 +954,7 @@ class AsyncDevicClient(_BaseDevicClient):
     def http(self) -> httpx.AsyncClient:
         """The httpx client, built on first use and reused afterwards."""
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                limits=DEFAULT_LIMITS,
-                follow_redirects=False,
-                verify=shared_ssl_context(),
-            )
+            self._http = build_async_http(self.async_transport)
         return self._http
 
     async def quiesce(self) -> None:

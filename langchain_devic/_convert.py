@@ -269,6 +269,19 @@ def build_devic_request(
     if not messages:
         msg = "ChatDevic needs at least one message to send; got an empty input."
         raise ValueError(msg)
+    if len(messages) == 1:
+        # The common call, `invoke("text")`: one plain HumanMessage has no
+        # conversation to resolve, no system text, no transcript and no tool
+        # results, so the general path below would send its text as it is.
+        only = messages[0]
+        text = only.content
+        if type(only) is HumanMessage and type(text) is str and text.strip():
+            return DevicRequest(
+                message=text,
+                chat_uuid=chat_uuid,
+                context=_merge(context, call_context),
+                metadata=_merge(metadata, call_metadata),
+            )
     chat_uuid, start = resolve_conversation(messages, assistant_id, chat_uuid)
     system_text = "\n\n".join(
         message_text(m) for m in messages if isinstance(m, SystemMessage)

@@ -7,6 +7,12 @@ top-level imports (the sum of the cumulative column over unindented lines),
 and the table shows the medians. A second pair measures the same imports with
 `time.perf_counter()` in a fresh interpreter, without importtime's own cost.
 
+The imports run in a fresh virtualenv holding only the package's wheel and its
+dependencies (built with `python -m build --wheel` into a temporary folder,
+installed with pip): no editable install, no dev extras. httpx imports its
+command-line stack (rich, click) when they are installed, which a dev
+environment has and a user's may not.
+
 Construction: median of 1,000 constructions each of `ChatDevic`,
 `DevicAssistantTool` (around a model, and from ChatDevic's fields), and, for
 scale, `ChatOpenAI`.
@@ -16,13 +22,15 @@ Run: `python -m tests.benchmarks.bench_import [--quick]`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.benchmarks._common import (
@@ -43,7 +51,38 @@ EFFECTIVE_BASELINE = (
     "from langchain_core.language_models import BaseChatModel; "
     "from langchain_core.tools import BaseTool"
 )
-TARGET_MS = 30.0
+TARGET_MS = 15.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def wheel_python(folder: str) -> Iterator[tuple[str, str]]:
+    """A fresh venv with the package's wheel installed: its python and packages."""
+    dist = Path(folder) / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("*.whl")
+    venv = Path(folder) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=freeze"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split()
+    yield python, ", ".join(sorted(listed))
 
 
 @dataclass
@@ -82,9 +121,11 @@ def subprocess_env(pycache: str) -> dict[str, str]:
     return env
 
 
-def importtime_run(statement: str, env: dict[str, str]) -> list[ImportLine]:
+def importtime_run(
+    statement: str, env: dict[str, str], python: str = sys.executable
+) -> list[ImportLine]:
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", statement],
+        [python, "-X", "importtime", "-c", statement],
         env=env,
         capture_output=True,
         text=True,
@@ -101,14 +142,33 @@ def top_level_us(lines: list[ImportLine]) -> int:
     return sum(line.cumulative_us for line in lines if line.depth == 0)
 
 
-def perf_counter_run(statement: str, env: dict[str, str]) -> float:
+def perf_counter_run(
+    statement: str, env: dict[str, str], python: str = sys.executable
+) -> float:
     """Milliseconds to run `statement` in a fresh interpreter, by perf_counter."""
     code = (
         "import time; t = time.perf_counter(); "
         f"{statement}; print((time.perf_counter() - t) * 1000)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [python, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return float(done.stdout.strip())
+
+
+def incremental_run(env: dict[str, str], python: str) -> float:
+    """Milliseconds `import langchain_devic` takes after BaseChatModel + BaseTool."""
+    code = (
+        f"{EFFECTIVE_BASELINE}; import time; t = time.perf_counter(); "
+        f"{OURS}; print((time.perf_counter() - t) * 1000)"
+    )
+    done = subprocess.run(
+        [python, "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -136,15 +196,21 @@ def measure(quick: bool) -> Table:
     importtime_ms: dict[str, list[float]] = {s: [] for s in statements}
     wall_ms: dict[str, list[float]] = {s: [] for s in statements}
     last: dict[str, list[ImportLine]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as pycache:
-        env = subprocess_env(pycache)
+    incremental_ms: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-wheel-") as folder,
+        wheel_python(folder) as (python, installed),
+    ):
+        env = subprocess_env(str(Path(folder) / "pycache"))
+        env.pop("PYTHONPATH", None)
         for statement in statements:  # fills the bytecode cache
-            importtime_run(statement, env)
+            importtime_run(statement, env, python)
         for _ in range(repeats):  # interleaved, so drift hits all alike
             for statement in statements:
-                last[statement] = importtime_run(statement, env)
+                last[statement] = importtime_run(statement, env, python)
                 importtime_ms[statement].append(top_level_us(last[statement]) / 1000)
-                wall_ms[statement].append(perf_counter_run(statement, env))
+                wall_ms[statement].append(perf_counter_run(statement, env, python))
+            incremental_ms.append(incremental_run(env, python))
 
     def added(baseline: str) -> tuple[float, float]:
         return (
@@ -208,6 +274,14 @@ def measure(quick: bool) -> Table:
         ["**added over `import langchain_core.language_models`**", *added_literal]
     )
     rows.append(["**added over BaseChatModel + BaseTool**", *added_effective])
+    incremental = median(incremental_ms)
+    rows.append(
+        [
+            "**`import langchain_devic` after BaseChatModel + BaseTool, same process**",
+            "",
+            incremental,
+        ]
+    )
     construction = [
         ("`ChatDevic(model=..., api_key=...)`", chat_us),
         ("`DevicAssistantTool(chat_model=model, ...)`", tool_us),
@@ -217,14 +291,16 @@ def measure(quick: bool) -> Table:
     for what, us in construction:
         rows.append([f"construct {what}, median of {n}", us / 1000, ""])
 
-    met = max(*added_literal, *added_effective) <= TARGET_MS
+    met = max(added_effective) <= TARGET_MS
     verdict = (
-        f"{'met' if met else 'NOT met'}: `import langchain_devic` costs "
-        f"{added_literal[0]:.0f} ms more than `import langchain_core.language_models`"
-        " (which loads no model class), and "
-        f"{added_effective[0]:.0f} ms (-X importtime) / {added_effective[1]:.0f} ms "
-        "(perf_counter) more than importing `BaseChatModel` and `BaseTool`, the "
-        f"least any chat-model integration loads. ChatDevic builds in {chat_us:.0f} µs."
+        f"{'met' if met else 'NOT met'}: from the wheel, a fresh "
+        f"`import langchain_devic` costs {added_effective[0]:.1f} ms (-X "
+        f"importtime) / {added_effective[1]:.1f} ms (perf_counter) more than a "
+        "fresh import of `BaseChatModel` and `BaseTool`, the least any chat-model "
+        "integration loads; imported after them in the same process it takes "
+        f"{incremental:.1f} ms ({added_literal[0]:.0f} ms more than the lazy "
+        "`import langchain_core.language_models`, which loads no model class). "
+        f"ChatDevic builds in {chat_us:.0f} µs."
     )
 
     def listing(items: dict[str, int]) -> str:
@@ -236,9 +312,11 @@ def measure(quick: bool) -> Table:
         columns=["what", "ms (-X importtime)", "ms (perf_counter)"],
         rows=rows,
         target=f"the package adds <= {TARGET_MS:.0f} ms of import time over "
-        "langchain-core.",
+        "`BaseChatModel` + `BaseTool`, installed from its wheel.",
         verdict=verdict,
         notes=[
+            "Imports: a fresh venv holding the wheel built from this tree and "
+            f"its dependencies only: {installed}.",
             f"Import medians of {repeats} fresh subprocesses per statement, "
             "interleaved. The -X importtime figure is the sum of the cumulative "
             "column over top-level (unindented) imports, i.e. the whole statement; "
@@ -252,6 +330,13 @@ def measure(quick: bool) -> Table:
             f"{sum(ours_self.values()) / 1000:.1f} ms ({listing(ours_self)}); "
             f"third-party modules {sum(deps_self.values()) / 1000:.1f} ms "
             f"({listing(deps_self)}).",
+            "Same process: the baseline imported first, then `import "
+            "langchain_devic` timed alone (median of the same runs): the cost of the "
+            "modules only it loads. The fresh-process difference is larger although "
+            "the same modules load: with `import langchain_devic` first, the self "
+            "times of langsmith's and langchain-core's modules grow (spread over "
+            "langsmith.types' pydantic models), which the same-process row leaves "
+            "out.",
             "Constructing a model builds no HTTP client: pools are created on the "
             "first call and reused.",
         ],

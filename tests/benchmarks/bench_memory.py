@@ -146,6 +146,54 @@ def _bytes(value: float) -> str:
     return f"{value:+,.0f} B"
 
 
+def per_instance(count: int) -> list[tuple[str, float, float]]:
+    """Traced and RSS bytes per ChatDevic: built, then with its clients built.
+
+    Clients are built without a request (`model.client.http`, and the async
+    client of a running loop): what a model holds once it has been used.
+    """
+
+    def build() -> list[ChatDevic]:
+        return [ChatDevic(model=f"a{i}", api_key=API_KEY) for i in range(count)]
+
+    def with_clients(models: list[ChatDevic]) -> None:
+        async def build_async() -> None:
+            for model in models:
+                _ = model.async_client.http
+
+        for model in models:
+            _ = model.client.http
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(build_async())
+        keep.append(loop)  # not closed: the async clients stay alive
+
+    keep: list[Any] = []
+    results = []
+    build()  # warm-up: validators, the shared TLS context
+    with_clients(build()[:2])
+    rss0 = settled_rss()
+    models = build()
+    rss1 = settled_rss()
+    with_clients(models)
+    rss2 = settled_rss()
+    tracemalloc.start()
+    t0 = traced_bytes()
+    traced_models = build()
+    t1 = traced_bytes()
+    with_clients(traced_models)
+    t2 = traced_bytes()
+    tracemalloc.stop()
+    results.append(("ChatDevic built", (t1 - t0) / count, (rss1 - rss0) * 1024 / count))
+    results.append(
+        (
+            "ChatDevic + its sync and async clients built",
+            (t2 - t0) / count,
+            (rss2 - rss0) * 1024 / count,
+        )
+    )
+    return results
+
+
 def measure(quick: bool) -> Table:
     conversations = 2_000 if quick else CONVERSATIONS
     rounds = 3 if quick else 6
@@ -170,6 +218,17 @@ def measure(quick: bool) -> Table:
             f"{traced_growth / stored:,.0f} B per conversation",
         ],
     ]
+    instances = 100 if quick else 500
+    # RSS is not shown per instance: the warm-up's freed arenas absorb it.
+    for what, traced_each, _rss_each in per_instance(instances):
+        rows.append(
+            [
+                f"{what}: {instances} instances",
+                "tracemalloc",
+                "",
+                f"{traced_each / 1024:,.1f} KiB per instance",
+            ]
+        )
     leak_rows: dict[str, float] = {}
     for use_async in (False, True):
         name = "ainvoke" if use_async else "invoke"
@@ -221,6 +280,9 @@ def measure(quick: bool) -> Table:
             "The store is the default `InMemoryStore` (key `assistant|thread|ns` "
             f"-> chatUuid); afterwards it held {stored:,} keys mapping to {stored:,} "
             "distinct chatUuids (checked).",
+            "Per instance: models with distinct assistant ids; their clients "
+            "built without a request (the sync `httpx.Client`, and the async "
+            "client of one event loop), sharing the one TLS context.",
             "The emulator's own log and chats are cleared every "
             f"{EMULATOR_RESET_EVERY:,} calls and before each measurement.",
         ],

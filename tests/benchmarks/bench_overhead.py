@@ -9,6 +9,13 @@ overhead is the difference of the median wall times. Calls alternate in blocks
 emulator's growing log) hits both sides alike; the emulator's log is cleared
 between blocks, outside the timed region.
 
+Table 1b sets ChatDevic against langchain-core's own floor, on a fixed-reply
+in-process transport: the floor (a trivial `_generate`), the raw post, the two
+composed in one `_generate`, a lean reference model (`lean_model.py`: the least
+a correct Devic model does) and ChatDevic, each on the same httpx client. The
+figure of merit is (model - raw) / floor: how many langchain-core floors a
+model costs on top of its HTTP call.
+
 Run: `python -m tests.benchmarks.bench_overhead [--quick] [--profile]`.
 """
 
@@ -40,6 +47,7 @@ from tests.benchmarks._common import (
     median,
     percentile,
 )
+from tests.benchmarks.lean_model import ComposedModel, FloorModel, LeanDevicModel
 
 PROMPT = "What is the refund window for order 1234?"
 OPENAI_MODEL = "gpt-4o-mini"
@@ -436,10 +444,205 @@ def profile_devic(calls: int = 2000) -> str:
     return out.getvalue()
 
 
+#: Benchmark 1b's fixed Devic reply (the seed's flat shape), serialized once.
+DEVIC_REPLY = json.dumps(
+    {
+        "chatUuid": "chat-bench-1",
+        "message": "Thirty days.",
+        "tokens_used": 12,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+).encode()
+#: Target of table 1b: (ChatDevic - raw) / floor, sync and async.
+FLOOR_RATIO_TARGET = 1.45
+
+
+def devic_reply_transport() -> httpx.MockTransport:
+    """A Devic-shaped in-process endpoint answering every send the same way."""
+    headers = {"content-type": "application/json"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=DEVIC_REPLY, headers=headers)
+
+    return httpx.MockTransport(handler)
+
+
+def _rotations(names: list[str], blocks: int) -> list[list[str]]:
+    """Each block's order: the names rotated by one per block."""
+    return [names[b % len(names) :] + names[: b % len(names)] for b in range(blocks)]
+
+
+def time_paths_sync(
+    paths: dict[str, Callable[[], Any]], *, blocks: int, block_size: int, warmup: int
+) -> dict[str, list[float]]:
+    """Per-call µs of each path, in blocks whose order rotates."""
+    for _ in range(warmup):
+        for call in paths.values():
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for order in _rotations(list(paths), blocks):
+        for name in order:
+            call, sink = paths[name], samples[name]
+            for _ in range(block_size):
+                start = time.perf_counter_ns()
+                call()
+                sink.append((time.perf_counter_ns() - start) / 1000)
+        gc.collect()
+    return samples
+
+
+async def time_paths_async(
+    paths: dict[str, Callable[[], Awaitable[Any]]],
+    *,
+    blocks: int,
+    block_size: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """The async twin of `time_paths_sync`, in one running event loop."""
+    for _ in range(warmup):
+        for call in paths.values():
+            await call()
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for order in _rotations(list(paths), blocks):
+        for name in order:
+            call, sink = paths[name], samples[name]
+            for _ in range(block_size):
+                start = time.perf_counter_ns()
+                await call()
+                sink.append((time.perf_counter_ns() - start) / 1000)
+        gc.collect()
+    return samples
+
+
+def measure_floor(quick: bool) -> Table:
+    """Table 1b: ChatDevic, the lean model and the composed floor, per floor."""
+    blocks, block_size, warmup = (5, 40, 50) if quick else (25, 100, 200)
+    transport = devic_reply_transport()
+    sync_http = httpx.Client(transport=transport)
+    async_http = httpx.AsyncClient(transport=transport)
+    recorder = Recorder(transport)
+    settings: dict[str, Any] = {
+        "model": ASSISTANT,
+        "api_key": API_KEY,
+        "base_url": INPROCESS_BASE_URL,
+    }
+    probe = ChatDevic(**settings, http_client=httpx.Client(transport=recorder))
+    assert probe.invoke(PROMPT).text == "Thirty days."
+    cap = capture(recorder.last)
+    devic = ChatDevic(**settings, http_client=sync_http, http_async_client=async_http)
+    lean = LeanDevicModel(
+        assistant_id=ASSISTANT,
+        api_key=API_KEY,
+        base_url=INPROCESS_BASE_URL,
+        http_client=sync_http,
+        http_async_client=async_http,
+    )
+    composed = ComposedModel(
+        url=cap.url,
+        headers=cap.headers,
+        body=cap.body,
+        http_client=sync_http,
+        http_async_client=async_http,
+    )
+    floor = FloorModel()
+    for model in (devic, lean):
+        reply = model.invoke(PROMPT)
+        assert reply.text == "Thirty days.", reply.text
+        assert reply.response_metadata["chat_uuid"] == "chat-bench-1"
+    names = ["floor", "raw", "composed", "lean", "ChatDevic"]
+    sync = time_paths_sync(
+        {
+            "floor": lambda: floor.invoke(PROMPT),
+            "raw": lambda: sync_http.post(cap.url, json=cap.body, headers=cap.headers),
+            "composed": lambda: composed.invoke(PROMPT),
+            "lean": lambda: lean.invoke(PROMPT),
+            "ChatDevic": lambda: devic.invoke(PROMPT),
+        },
+        blocks=blocks,
+        block_size=block_size,
+        warmup=warmup,
+    )
+
+    async def raw_async() -> Any:
+        return await async_http.post(cap.url, json=cap.body, headers=cap.headers)
+
+    async def run_async() -> dict[str, list[float]]:
+        return await time_paths_async(
+            {
+                "floor": lambda: floor.ainvoke(PROMPT),
+                "raw": raw_async,
+                "composed": lambda: composed.ainvoke(PROMPT),
+                "lean": lambda: lean.ainvoke(PROMPT),
+                "ChatDevic": lambda: devic.ainvoke(PROMPT),
+            },
+            blocks=blocks,
+            block_size=block_size,
+            warmup=warmup,
+        )
+
+    results = {"sync (`invoke`)": sync, "async (`ainvoke`)": asyncio.run(run_async())}
+    rows: list[list[Any]] = []
+    ratios: dict[str, dict[str, float]] = {}
+    for mode, samples in results.items():
+        p50 = {name: median(samples[name]) for name in names}
+        ratio = {
+            name: (p50[name] - p50["raw"]) / p50["floor"]
+            for name in ("composed", "lean", "ChatDevic")
+        }
+        ratios[mode] = ratio
+        rows.append(
+            [
+                mode,
+                *(p50[name] for name in names),
+                f"{ratio['composed']:.2f}",
+                f"{ratio['lean']:.2f}",
+                f"**{ratio['ChatDevic']:.2f}**",
+            ]
+        )
+    worst = max(r["ChatDevic"] for r in ratios.values())
+    sync_r, async_r = (r["ChatDevic"] for r in ratios.values())
+    lean_s, lean_a = (r["lean"] for r in ratios.values())
+    verdict = (
+        f"{'met' if worst <= FLOOR_RATIO_TARGET else 'NOT met'}: ChatDevic costs "
+        f"{sync_r:.2f} (sync) / {async_r:.2f} (async) floors over the raw post; the "
+        f"lean model {lean_s:.2f} / {lean_a:.2f} in the same run."
+    )
+    return Table(
+        title="1b. Overhead per langchain-core floor: composed floor, lean bound, "
+        "ChatDevic (fixed-reply in-process transport)",
+        columns=[
+            "call",
+            "floor p50 µs",
+            "raw p50 µs",
+            "composed p50 µs",
+            "lean p50 µs",
+            "ChatDevic p50 µs",
+            "composed (c-raw)/floor",
+            "lean (l-raw)/floor",
+            "ChatDevic (m-raw)/floor",
+        ],
+        rows=rows,
+        target=f"(ChatDevic - raw) / floor <= {FLOOR_RATIO_TARGET} sync and async.",
+        verdict=verdict,
+        notes=[
+            "floor = `FloorModel.invoke`: langchain-core's path around a trivial "
+            "`_generate` (no I/O). raw = `httpx.Client.post` / `AsyncClient.post` "
+            "of the request ChatDevic sends (captured). composed = the floor and "
+            "that post in one `_generate`. lean = `LeanDevicModel` "
+            "(tests/benchmarks/lean_model.py), the least a correct Devic model "
+            "does. All on the same httpx clients over one `httpx.MockTransport` "
+            "answering a fixed flat Devic reply.",
+            f"{blocks} blocks of {block_size} calls per path after {warmup} warm-up "
+            "calls each; the paths' order rotates block by block; `gc.collect()` "
+            "between blocks.",
+        ],
+    )
+
+
 def main() -> int:
     args = bench_args(__doc__.splitlines()[0])
     table, _ = measure(args.quick)
-    emit(table, args.json)
+    emit([table, measure_floor(args.quick)], args.json)
     if args.profile:
         print(profile_devic())
     return 0

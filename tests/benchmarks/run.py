@@ -2,7 +2,7 @@
 
 Usage, from the repository root (with the `bench` extra installed)::
 
-    python -m tests.benchmarks            # full run, about 6 minutes on 2 cores
+    python -m tests.benchmarks            # full run, about 7 minutes on 2 cores
     python -m tests.benchmarks --quick    # smoke run; RESULTS.md is not written
     python -m tests.benchmarks --only overhead runs
 
@@ -52,7 +52,10 @@ def results_markdown(tables: list[Table], elapsed: dict[str, float]) -> str:
         "",
         "Produced by `python -m tests.benchmarks` (see `tests/benchmarks/` for what "
         "each benchmark does); rerun it to refresh this file. Every request stays "
-        "on this machine: in-process transports, or the emulator on 127.0.0.1.",
+        "on this machine: in-process transports, the emulator on 127.0.0.1, or "
+        "`tests/benchmarks/fast_server.py` in its own process on 127.0.0.1 (the "
+        "import benchmark installs the built wheel's dependencies into a fresh "
+        "venv first).",
         "",
         f"Run on {datetime.date.today().isoformat()}:",
         "",

@@ -40,6 +40,8 @@ def chat_models() -> list[ChatDevic]:
             http_client=httpx.Client(),
             http_async_client=httpx.AsyncClient(),
         ),
+        ChatDevic(model="a", async_transport="aiohttp"),  # the `aiohttp` extra
+        ChatDevic(model="a", async_transport="httpcore"),
     ]
 
 
