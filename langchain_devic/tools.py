@@ -2,39 +2,86 @@
 
 One Devic conversation per agent thread: the tool keys the conversation by the
 runnable config's `thread_id` plus the parent checkpoint namespace, and keeps
-the thread → chatUuid map in a `langchain_core.stores.BaseStore` (in memory by
-default; a Redis or SQL store shares it across processes). Calls that share a
-thread run one at a time in this process (Devic refuses a second message to a
-busy chat, and parallel first calls would each open a chat). Without a thread id
-every call starts a new conversation, so two users of one tool never share a
-chat.
+thread → chat in a store (see `langchain_devic._stores`): the `store` given,
+else the store of the LangGraph graph it runs in, else its own in-memory one.
+Without a thread id every call starts a new conversation, so two users of one
+tool never share a chat.
+
+Calls of one thread never overlap: `lock` (see `langchain_devic.locks`) is held
+around read store → Devic → write store, per (assistant, thread); by default
+one lock table for the whole process, `PostgresAdvisoryLock` across machines.
+
+With a shared store (an explicit `store=`, or the graph's) a turn is a platform
+run, made crash-safe: as soon as Devic accepts the message, the thread's item
+gets an in-flight mark (the message's digest), cleared when the turn ends. A
+call that finds the mark for its own message (a worker died, the graph was
+resumed elsewhere) does not send again: it follows the run, or reads the turn's
+reply from the chat (artifact `"recovered": true`). A call with another message
+first waits for that run to end. A 409 (the chat busy with a run this tool did
+not start) is waited out the same way, then sent again (a 409 was not
+processed).
 
 Errors an agent can act on (bad input, rate limit after retries, server error,
-timeout) come back as a `ToolMessage` with `status="error"`; misconfiguration
-(401, 403, unknown assistant) raises, because a person must fix it.
+timeout, lock timeout) come back as a `ToolMessage` with `status="error"`;
+misconfiguration (401, 403, unknown assistant) raises, because a person must
+fix it, and so does a store that cannot be read (nothing was sent). A store
+that cannot be written after Devic answered is logged: the reply is returned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
     AsyncCallbackManagerForToolRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
     CallbackManagerForToolRun,
 )
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig, ensure_config
-from langchain_core.stores import BaseStore, InMemoryStore
+from langchain_core.stores import InMemoryStore
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_devic._locks import KeyedLocks
-from langchain_devic.chat_models import ChatDevic
-from langchain_devic.errors import FATAL_ERRORS, DevicError, DevicNotFoundError
+from langchain_devic import _wire
+from langchain_devic._convert import (
+    DevicRequest,
+    build_devic_request,
+    reply_to_message,
+    run_reply,
+    with_chat_totals,
+)
+from langchain_devic._runs import PollSchedule, RunTracker
+from langchain_devic._stores import (
+    DevicStoreError,
+    Pending,
+    ThreadItem,
+    ThreadStore,
+    adapt_store,
+    graph_store,
+    is_store,
+    message_digest,
+    now_iso,
+)
+from langchain_devic.chat_models import PROGRESS_EVENT, ChatDevic
+from langchain_devic.errors import (
+    FATAL_ERRORS,
+    DevicConflictError,
+    DevicError,
+    DevicNotFoundError,
+)
+from langchain_devic.locks import ConversationLock, InProcessLock
 
-__all__ = ["DevicAssistantInput", "DevicAssistantTool", "thread_key"]
+__all__ = ["DevicAssistantInput", "DevicAssistantTool", "DevicStoreError", "thread_key"]
 
 logger = logging.getLogger("langchain_devic")
 
@@ -48,6 +95,16 @@ _CHAT_MODEL_FIELDS = frozenset(
     for alias in (name, field.alias)
     if alias
 )
+#: Errors the tool raises instead of telling the agent: a person must act (a
+#: store that cannot be read: nothing was sent, the call may be made again).
+_RAISED: tuple[type[DevicError], ...] = (*FATAL_ERRORS, DevicStoreError)
+
+# Indirections so tests can skip real waiting.
+_sleep = time.sleep
+_asleep = asyncio.sleep
+
+#: Run statuses that end a turn without a reply: its mark is cleared.
+_ENDED_BADLY = frozenset({"error", "limit_exceeded", "waiting_for_tool_response"})
 
 
 class DevicAssistantInput(BaseModel):
@@ -81,14 +138,25 @@ def thread_key(config: RunnableConfig | None) -> str | None:
     return f"{thread_id}|{'|'.join(parents)}"
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """One delegated turn: the reply, and how it was had."""
+
+    reply: AIMessage
+    restarted: bool = False
+    recovered: bool = False
+
+
 class DevicAssistantTool(BaseTool):
     """Lets a tool-calling agent delegate a task to a Devic assistant.
 
     Give it a `name` and a `description` that tell the agent what the assistant
     is for, and either a `chat_model=ChatDevic(...)` or ChatDevic's own fields
     (`assistant_id`, `api_key`, `base_url`, ...). The tool answers with the
-    assistant's reply as content and an artifact
-    `{"chat_uuid", "assistant_id", "tokens_used", "timestamp", "restarted"}`.
+    assistant's reply as content and an artifact `{"chat_uuid",
+    "assistant_id", "tokens_used", "timestamp", "restarted"}`, plus
+    `"recovered": True` when the reply is that of a turn an earlier call had
+    sent (see the module: a resumed call never sends its message twice).
 
     Example:
         ```python
@@ -114,13 +182,23 @@ class DevicAssistantTool(BaseTool):
     chat_model: ChatDevic
     """The assistant to delegate to (built from ChatDevic's fields if not given)."""
 
-    store: BaseStore[str, Any] = Field(default_factory=InMemoryStore, exclude=True)
-    """Maps an agent thread to its Devic chatUuid. Any `BaseStore[str, str]` plugs
-    in: share one across tool instances or processes to share conversations.
-    Keys are `"{assistant_id}|{thread_key(config)}"`, so tools for different
-    assistants can share one store."""
+    store: Any = Field(default_factory=InMemoryStore, exclude=True)
+    """Where each agent thread's Devic chat is kept.
 
-    _turns: KeyedLocks = PrivateAttr(default_factory=KeyedLocks)
+    A LangGraph `BaseStore` (e.g. `PostgresStore`: namespace
+    `("langchain_devic", assistant_id)`, key the thread key, value
+    `{"chat_uuid": …}`), or a langchain_core key-value store with `str` or
+    `bytes` values (`RedisStore`, `SQLStore`, `LocalFileStore`,
+    `InMemoryByteStore`, …: UTF-8 JSON under keys of `A-Z a-z 0-9 . _ / -`).
+    Not given: the store of the LangGraph graph the tool runs in, if it has
+    one, else an in-memory store of this tool. Any store but that default is
+    *shared*: turns then run as crash-safe platform runs (see the module)."""
+
+    lock: ConversationLock = Field(default_factory=InProcessLock, exclude=True)
+    """Keeps two calls of one (assistant, thread) from overlapping: the process's
+    lock table by default (every tool instance, sync and async), or
+    `langchain_devic.locks.PostgresAdvisoryLock` for workers on several
+    machines. A lock not had in time is an error ToolMessage (nothing sent)."""
 
     if TYPE_CHECKING:
         # What type checkers see: `chat_model` may be left out, and the tool then
@@ -132,13 +210,16 @@ class DevicAssistantTool(BaseTool):
             name: str,
             description: str,
             chat_model: ChatDevic | None = None,
-            store: BaseStore[str, Any] = ...,
+            store: Any = ...,
+            lock: ConversationLock = ...,
             **kwargs: Any,
         ) -> None: ...
 
     @model_validator(mode="before")
     @classmethod
     def _build_chat_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "store" in data and data["store"] is None:
+            data = {k: v for k, v in data.items() if k != "store"}  # the default
         if not isinstance(data, dict) or data.get("chat_model") is not None:
             if isinstance(data, dict):
                 stray = sorted(_CHAT_MODEL_FIELDS & data.keys())
@@ -151,6 +232,98 @@ class DevicAssistantTool(BaseTool):
             return data
         model_kwargs = {k: data.pop(k) for k in list(data) if k in _CHAT_MODEL_FIELDS}
         return {**data, "chat_model": ChatDevic(**model_kwargs)}
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: Any) -> Any:
+        if not is_store(value):
+            msg = (
+                "store must be a LangGraph BaseStore (PostgresStore, langgraph's "
+                "InMemoryStore, ...) or a langchain_core key-value BaseStore "
+                "(InMemoryStore, InMemoryByteStore, LocalFileStore, RedisStore, "
+                f"SQLStore, ...); got {type(value).__name__}."
+            )
+            raise ValueError(msg)
+        return value
+
+    @field_validator("lock", mode="before")
+    @classmethod
+    def _check_lock(cls, value: Any) -> Any:
+        if not isinstance(value, ConversationLock):
+            msg = (
+                "lock must have hold(scope, key) and ahold(scope, key) context "
+                "managers, like langchain_devic.locks.InProcessLock or "
+                f"PostgresAdvisoryLock; got {type(value).__name__}."
+            )
+            raise ValueError(msg)
+        return value
+
+    # ------------------------------------------------------------------ stores
+
+    def _thread_store(self, config: RunnableConfig) -> ThreadStore:
+        """The store for this call: given, the graph's, or the tool's own."""
+        if "store" in self.model_fields_set:
+            return adapt_store(self.store, shared=True)
+        graph = graph_store(config)
+        if graph is not None:
+            return adapt_store(graph, shared=True)
+        return adapt_store(self.store, shared=False)
+
+    def _on_platform(self, store: ThreadStore) -> bool:
+        """Whether turns are crash-safe platform runs (shared store, runs allowed).
+
+        `run_mode="sync"` keeps the one call (no mark): a crash mid-call may
+        then repeat a turn.
+        """
+        return store.shared and self.chat_model.run_mode != "sync"
+
+    def get_chat_uuid(self, config: RunnableConfig | None = None) -> str | None:
+        """The Devic chat the agent thread of `config` continues, if any.
+
+        Read from the store this tool would use for that config.
+        """
+        config = ensure_config(config)
+        key = thread_key(config)
+        if key is None:
+            return None
+        item = self._thread_store(config).get(self.chat_model.assistant_id, key)
+        return None if item is None else item.chat_uuid
+
+    async def aget_chat_uuid(self, config: RunnableConfig | None = None) -> str | None:
+        """The Devic chat the agent thread of `config` continues, if any.
+
+        Read from the store this tool would use for that config.
+        """
+        config = ensure_config(config)
+        key = thread_key(config)
+        if key is None:
+            return None
+        item = await self._thread_store(config).aget(self.chat_model.assistant_id, key)
+        return None if item is None else item.chat_uuid
+
+    def _save(self, store: ThreadStore, key: str, item: ThreadItem) -> None:
+        """Store the thread's item; a failure is logged, never raised."""
+        try:
+            store.put(self.chat_model.assistant_id, key, item)
+        except DevicStoreError as error:
+            self._log_unsaved(error, item)
+
+    async def _asave(self, store: ThreadStore, key: str, item: ThreadItem) -> None:
+        """Store the thread's item; a failure is logged, never raised."""
+        try:
+            await store.aput(self.chat_model.assistant_id, key, item)
+        except DevicStoreError as error:
+            self._log_unsaved(error, item)
+
+    @staticmethod
+    def _log_unsaved(error: DevicStoreError, item: ThreadItem) -> None:
+        # Devic has the turn: losing the reply over the store would be worse.
+        what = (
+            "the in-flight mark (a crash before the turn ends may repeat it)"
+            if item.pending is not None
+            else f"chat {item.chat_uuid} (the thread's next call may not continue it)"
+        )
+        logger.error("%s Not stored: %s; the turn goes on.", error.message, what)
 
     # ---------------------------------------------------------------- helpers
 
@@ -178,27 +351,23 @@ class DevicAssistantTool(BaseTool):
             child["callbacks"] = run_manager.get_child()
         return child
 
-    def _artifact(self, reply: AIMessage, *, restarted: bool) -> dict[str, Any]:
-        metadata = reply.response_metadata
-        return {
+    def _answer(self, turn: _Turn) -> tuple[str, dict[str, Any]]:
+        metadata = turn.reply.response_metadata
+        artifact = {
             "chat_uuid": metadata.get("chat_uuid"),
             "assistant_id": metadata.get("assistant_id"),
             "tokens_used": metadata.get("tokens_used"),
             "timestamp": metadata.get("timestamp"),
-            "restarted": restarted,
+            "restarted": turn.restarted,
         }
+        if turn.recovered:  # only then: the usual artifact keeps its five keys
+            artifact["recovered"] = True
+        return turn.reply.text, artifact
 
     @staticmethod
     def _for_agent(error: DevicError | ValueError) -> ToolException:
         """The error text an agent reads; the original stays as `__cause__`."""
         return ToolException(f"The Devic assistant could not answer: {error}")
-
-    # ------------------------------------------------------------------ runs
-
-    def _store_key(self, config: RunnableConfig) -> str | None:
-        """The thread's key in the store, per assistant: tools may share a store."""
-        key = thread_key(config)
-        return f"{self.chat_model.assistant_id}|{key}" if key is not None else None
 
     @staticmethod
     def _log_restart(stored: str) -> None:
@@ -208,45 +377,93 @@ class DevicAssistantTool(BaseTool):
             stored,
         )
 
+    def _request(self, message: str, chat_uuid: str | None) -> DevicRequest:
+        """What ChatDevic would send for this one message (exact text)."""
+        model = self.chat_model
+        return build_devic_request(
+            [HumanMessage(message)],
+            assistant_id=model.assistant_id,
+            chat_uuid=chat_uuid,
+            history=model.history,
+            context=model.context,
+            metadata=model.request_metadata,
+        )
+
+    def _reply(
+        self,
+        tracker: RunTracker,
+        before: tuple[int, int] | None,
+        after: tuple[int, int] | None,
+    ) -> AIMessage:
+        reply = run_reply(
+            tracker.text, tracker.chat_uuid, tracker.timestamp, before, after
+        )
+        message = reply_to_message(reply, self.chat_model.assistant_id)
+        with_chat_totals(message, after)
+        return message
+
+    def _realtime_url(self, chat_uuid: str) -> str:
+        model = self.chat_model
+        return _wire.run_url(model.base_url, model.assistant_id, chat_uuid, "realtime")
+
+    def _view(self, body: bytes) -> dict[str, Any]:
+        return _wire.parse_view(body, secret=self.chat_model.api_key.get_secret_value())
+
+    def _model_run_args(self, message: str, config: RunnableConfig) -> dict[str, Any]:
+        """How a platform turn shows up as the ChatDevic child run it stands for."""
+        model = self.chat_model
+        return {
+            "configure": (
+                config.get("callbacks"),
+                model.callbacks,
+                model.verbose,
+                config.get("tags"),
+                model.tags,
+                {**(config.get("metadata") or {}), **model._get_ls_params()},
+                model.metadata,
+            ),
+            "start": (model._serialized, [[HumanMessage(message)]]),
+            "params": {
+                "invocation_params": model._get_invocation_params(),
+                "options": {"stop": None},
+                "batch_size": 1,
+            },
+        }
+
+    # -------------------------------------------------------------- seed call
     # A 404 while continuing the thread's stored chat means that chat vanished:
     # start one new conversation. A 404 with nothing stored, or on that restart,
     # means the assistant itself is unknown, which a person must fix (raised).
 
-    def _ask(
+    def _converse(
         self, message: str, config: RunnableConfig, stored: str | None
-    ) -> tuple[AIMessage, bool]:
-        """The assistant's reply, and whether the thread's chat had to restart."""
+    ) -> _Turn:
+        """One ChatDevic call (its own run mode), restarting a vanished chat once."""
         try:
-            try:
-                return self.chat_model.invoke(message, config, chat_uuid=stored), False
-            except DevicNotFoundError:
-                if stored is None:
-                    raise
-                self._log_restart(stored)
-            return self.chat_model.invoke(message, config, chat_uuid=None), True
-        except FATAL_ERRORS:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
+            return _Turn(self.chat_model.invoke(message, config, chat_uuid=stored))
+        except DevicNotFoundError:
+            if stored is None:
+                raise
+            self._log_restart(stored)
+        reply = self.chat_model.invoke(message, config, chat_uuid=None)
+        return _Turn(reply, restarted=True)
 
-    async def _aask(
+    async def _aconverse(
         self, message: str, config: RunnableConfig, stored: str | None
-    ) -> tuple[AIMessage, bool]:
-        """The assistant's reply, and whether the thread's chat had to restart."""
+    ) -> _Turn:
+        """One ChatDevic call (its own run mode), restarting a vanished chat once."""
         try:
-            try:
-                return await self.chat_model.ainvoke(
-                    message, config, chat_uuid=stored
-                ), False
-            except DevicNotFoundError:
-                if stored is None:
-                    raise
-                self._log_restart(stored)
-            return await self.chat_model.ainvoke(message, config, chat_uuid=None), True
-        except FATAL_ERRORS:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
+            return _Turn(
+                await self.chat_model.ainvoke(message, config, chat_uuid=stored)
+            )
+        except DevicNotFoundError:
+            if stored is None:
+                raise
+            self._log_restart(stored)
+        reply = await self.chat_model.ainvoke(message, config, chat_uuid=None)
+        return _Turn(reply, restarted=True)
+
+    # ----------------------------------------------------------- the tool run
 
     def _run(
         self,
@@ -256,15 +473,32 @@ class DevicAssistantTool(BaseTool):
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        key = self._store_key(config)
         child = self._child_config(config, run_manager)
-        with self._turns.hold(key):
-            stored = self.store.mget([key])[0] if key and not new_conversation else None
-            reply, restarted = self._ask(message, child, stored)
-            chat_uuid = reply.response_metadata.get("chat_uuid")
-            if key and chat_uuid:
-                self.store.mset([(key, chat_uuid)])
-        return reply.text, self._artifact(reply, restarted=restarted)
+        key = thread_key(config)
+        assistant_id = self.chat_model.assistant_id
+        try:
+            if key is None:
+                return self._answer(self._converse(message, child, None))
+            store = self._thread_store(config)
+            with self.lock.hold(assistant_id, key):
+                item = store.get(assistant_id, key)
+                if self._on_platform(store):
+                    turn = self._delegate(
+                        message, new_conversation, child, store, key, item
+                    )
+                else:
+                    stored = (
+                        None if new_conversation or item is None else item.chat_uuid
+                    )
+                    turn = self._converse(message, child, stored)
+                    chat = turn.reply.response_metadata.get("chat_uuid")
+                    if chat:
+                        self._save(store, key, ThreadItem(chat))
+        except _RAISED:
+            raise
+        except (DevicError, ValueError) as error:
+            raise self._for_agent(error) from error
+        return self._answer(turn)
 
     async def _arun(
         self,
@@ -274,16 +508,357 @@ class DevicAssistantTool(BaseTool):
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        key = self._store_key(config)
         child = self._child_config(config, run_manager)
-        async with self._turns.ahold(key):
-            stored = (
-                (await self.store.amget([key]))[0]
-                if key and not new_conversation
-                else None
+        key = thread_key(config)
+        assistant_id = self.chat_model.assistant_id
+        try:
+            if key is None:
+                return self._answer(await self._aconverse(message, child, None))
+            store = self._thread_store(config)
+            async with self.lock.ahold(assistant_id, key):
+                item = await store.aget(assistant_id, key)
+                if self._on_platform(store):
+                    turn = await self._adelegate(
+                        message, new_conversation, child, store, key, item
+                    )
+                else:
+                    stored = (
+                        None if new_conversation or item is None else item.chat_uuid
+                    )
+                    turn = await self._aconverse(message, child, stored)
+                    chat = turn.reply.response_metadata.get("chat_uuid")
+                    if chat:
+                        await self._asave(store, key, ThreadItem(chat))
+        except _RAISED:
+            raise
+        except (DevicError, ValueError) as error:
+            raise self._for_agent(error) from error
+        return self._answer(turn)
+
+    # -------------------------------------------------- crash-safe delegation
+
+    def _delegate(
+        self,
+        message: str,
+        new_conversation: bool,
+        config: RunnableConfig,
+        store: ThreadStore,
+        key: str,
+        item: ThreadItem | None,
+    ) -> _Turn:
+        """A platform turn, reported as the ChatDevic child run it stands for."""
+        args = self._model_run_args(message, config)
+        manager = CallbackManager.configure(*args["configure"])
+        (run,) = manager.on_chat_model_start(*args["start"], **args["params"])
+        try:
+            turn = self._platform_turn(message, new_conversation, run, store, key, item)
+        except BaseException as error:
+            run.on_llm_error(error)
+            raise
+        run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=turn.reply)]]))
+        return turn
+
+    async def _adelegate(
+        self,
+        message: str,
+        new_conversation: bool,
+        config: RunnableConfig,
+        store: ThreadStore,
+        key: str,
+        item: ThreadItem | None,
+    ) -> _Turn:
+        """A platform turn, reported as the ChatDevic child run it stands for."""
+        args = self._model_run_args(message, config)
+        manager = AsyncCallbackManager.configure(*args["configure"])
+        (run,) = await manager.on_chat_model_start(*args["start"], **args["params"])
+        try:
+            turn = await self._aplatform_turn(
+                message, new_conversation, run, store, key, item
             )
-            reply, restarted = await self._aask(message, child, stored)
-            chat_uuid = reply.response_metadata.get("chat_uuid")
-            if key and chat_uuid:
-                await self.store.amset([(key, chat_uuid)])
-        return reply.text, self._artifact(reply, restarted=restarted)
+        except BaseException as error:
+            await run.on_llm_error(error)
+            raise
+        await run.on_llm_end(
+            LLMResult(generations=[[ChatGeneration(message=turn.reply)]])
+        )
+        return turn
+
+    def _platform_turn(
+        self,
+        message: str,
+        new_conversation: bool,
+        run: CallbackManagerForLLMRun,
+        store: ThreadStore,
+        key: str,
+        item: ThreadItem | None,
+    ) -> _Turn:
+        """Recover an in-flight turn of this message, or send it and follow it."""
+        digest = message_digest(message)
+        deadline = time.monotonic() + self.chat_model.run_timeout
+        stored = None if item is None else item.chat_uuid
+        vanished = False
+        if item is not None and item.pending is not None and stored is not None:
+            if item.pending.digest == digest:  # sent before: never send it again
+                try:
+                    reply = self._follow(stored, message, run, None, store, key)
+                    return _Turn(reply, recovered=True)
+                except DevicNotFoundError:  # the chat is gone, and the turn with it
+                    self._log_restart(stored)
+                    stored, vanished = None, True
+            else:
+                self._await_idle(stored, deadline)  # another turn's run
+        if new_conversation:
+            stored = None
+        started, before, restarted = self._start(message, stored, deadline)
+        restarted = restarted or vanished
+        if isinstance(started, _wire.DevicReply):  # answered at once: no run
+            reply = reply_to_message(started, self.chat_model.assistant_id)
+            if started.chat_uuid:
+                self._save(store, key, ThreadItem(started.chat_uuid))
+            return _Turn(reply, restarted=restarted)
+        mark = Pending(digest, now_iso())
+        self._save(store, key, ThreadItem(started.chat_uuid, mark))
+        reply = self._follow(started.chat_uuid, message, run, before, store, key)
+        return _Turn(reply, restarted=restarted)
+
+    async def _aplatform_turn(
+        self,
+        message: str,
+        new_conversation: bool,
+        run: AsyncCallbackManagerForLLMRun,
+        store: ThreadStore,
+        key: str,
+        item: ThreadItem | None,
+    ) -> _Turn:
+        """Recover an in-flight turn of this message, or send it and follow it."""
+        digest = message_digest(message)
+        deadline = time.monotonic() + self.chat_model.run_timeout
+        stored = None if item is None else item.chat_uuid
+        vanished = False
+        if item is not None and item.pending is not None and stored is not None:
+            if item.pending.digest == digest:  # sent before: never send it again
+                try:
+                    reply = await self._afollow(stored, message, run, None, store, key)
+                    return _Turn(reply, recovered=True)
+                except DevicNotFoundError:  # the chat is gone, and the turn with it
+                    self._log_restart(stored)
+                    stored, vanished = None, True
+            else:
+                await self._aawait_idle(stored, deadline)  # another turn's run
+        if new_conversation:
+            stored = None
+        started, before, restarted = await self._astart(message, stored, deadline)
+        restarted = restarted or vanished
+        if isinstance(started, _wire.DevicReply):  # answered at once: no run
+            reply = reply_to_message(started, self.chat_model.assistant_id)
+            if started.chat_uuid:
+                await self._asave(store, key, ThreadItem(started.chat_uuid))
+            return _Turn(reply, restarted=restarted)
+        mark = Pending(digest, now_iso())
+        await self._asave(store, key, ThreadItem(started.chat_uuid, mark))
+        reply = await self._afollow(started.chat_uuid, message, run, before, store, key)
+        return _Turn(reply, restarted=restarted)
+
+    def _start(
+        self, message: str, stored: str | None, deadline: float
+    ) -> tuple[_wire.RunStarted | _wire.DevicReply, tuple[int, int] | None, bool]:
+        """Send the message as a platform run: (the answer, totals before, restarted).
+
+        A vanished stored chat restarts once in a new one; a busy one (409, the
+        chat running a turn this tool did not start) is waited out, then sent
+        again, until `deadline`.
+        """
+        client = self.chat_model.client
+        assistant_id = self.chat_model.assistant_id
+        restarted = False
+        while True:
+            request = self._request(message, stored)
+            before = (
+                (0, 0) if stored is None else client.chat_totals(assistant_id, stored)
+            )
+            try:
+                started = client.start_run(
+                    assistant_id,
+                    request.message,
+                    chat_uuid=request.chat_uuid,
+                    context=request.context,
+                    metadata=request.metadata,
+                )
+                return started, before, restarted
+            except DevicNotFoundError:
+                if stored is None:
+                    raise
+                self._log_restart(stored)
+                stored, restarted = None, True
+            except DevicConflictError:
+                if stored is None or time.monotonic() > deadline:
+                    raise
+                self._await_idle(stored, deadline)
+
+    async def _astart(
+        self, message: str, stored: str | None, deadline: float
+    ) -> tuple[_wire.RunStarted | _wire.DevicReply, tuple[int, int] | None, bool]:
+        """Send the message as a platform run: (the answer, totals before, restarted).
+
+        A vanished stored chat restarts once in a new one; a busy one (409, the
+        chat running a turn this tool did not start) is waited out, then sent
+        again, until `deadline`.
+        """
+        client = self.chat_model.async_client
+        assistant_id = self.chat_model.assistant_id
+        restarted = False
+        while True:
+            request = self._request(message, stored)
+            before = (
+                (0, 0)
+                if stored is None
+                else await client.chat_totals(assistant_id, stored)
+            )
+            try:
+                started = await client.start_run(
+                    assistant_id,
+                    request.message,
+                    chat_uuid=request.chat_uuid,
+                    context=request.context,
+                    metadata=request.metadata,
+                )
+                return started, before, restarted
+            except DevicNotFoundError:
+                if stored is None:
+                    raise
+                self._log_restart(stored)
+                stored, restarted = None, True
+            except DevicConflictError:
+                if stored is None or time.monotonic() > deadline:
+                    raise
+                await self._aawait_idle(stored, deadline)
+
+    def _follow(
+        self,
+        chat_uuid: str,
+        message: str,
+        run: CallbackManagerForLLMRun,
+        before: tuple[int, int] | None,
+        store: ThreadStore,
+        key: str,
+    ) -> AIMessage:
+        """Follow this turn's run to its end; the turn's end clears the mark.
+
+        A run that failed clears it too (the turn is over); a follow cut short
+        (timeout, lost connection, cancellation) keeps it, so the next call of
+        this message picks the run up again instead of sending it twice.
+        """
+        client = self.chat_model.client
+        assistant_id = self.chat_model.assistant_id
+        tracker = RunTracker(chat_uuid, message)
+        try:
+            for observation in client.follow_run(assistant_id, tracker):
+                self._report(run, observation.progress)
+        except DevicError:
+            if tracker.status in _ENDED_BADLY:
+                self._save(store, key, ThreadItem(chat_uuid))
+            raise
+        after = client.chat_totals(assistant_id, chat_uuid)
+        self._save(store, key, ThreadItem(chat_uuid))
+        return self._reply(tracker, before, after)
+
+    async def _afollow(
+        self,
+        chat_uuid: str,
+        message: str,
+        run: AsyncCallbackManagerForLLMRun,
+        before: tuple[int, int] | None,
+        store: ThreadStore,
+        key: str,
+    ) -> AIMessage:
+        """Follow this turn's run to its end; the turn's end clears the mark.
+
+        A run that failed clears it too (the turn is over); a follow cut short
+        (timeout, lost connection, cancellation) keeps it, so the next call of
+        this message picks the run up again instead of sending it twice.
+        """
+        client = self.chat_model.async_client
+        assistant_id = self.chat_model.assistant_id
+        tracker = RunTracker(chat_uuid, message)
+        try:
+            async for observation in client.follow_run(assistant_id, tracker):
+                await self._areport(run, observation.progress)
+        except DevicError:
+            if tracker.status in _ENDED_BADLY:
+                await self._asave(store, key, ThreadItem(chat_uuid))
+            raise
+        after = await client.chat_totals(assistant_id, chat_uuid)
+        await self._asave(store, key, ThreadItem(chat_uuid))
+        return self._reply(tracker, before, after)
+
+    def _await_idle(self, chat_uuid: str, deadline: float) -> None:
+        """Wait until the chat's current run (not this call's) has ended.
+
+        Only reads (polling the realtime view): another call's run is never
+        stopped from here. A chat that cannot be read is left to the send.
+        """
+        client = self.chat_model.client
+        url = self._realtime_url(chat_uuid)
+        model = self.chat_model
+        schedule = PollSchedule(model.poll_interval, model.max_poll_interval)
+        tracker = RunTracker(chat_uuid)
+        while time.monotonic() < deadline:
+            try:
+                observation = tracker.observe(
+                    self._view(client.read(url, deadline=deadline))
+                )
+            except DevicError:
+                return
+            if observation.done or observation.error is not None:
+                return
+            _sleep(
+                min(
+                    schedule.next_wait(observation), max(deadline - time.monotonic(), 0)
+                )
+            )
+
+    async def _aawait_idle(self, chat_uuid: str, deadline: float) -> None:
+        """Wait until the chat's current run (not this call's) has ended.
+
+        Only reads (polling the realtime view): another call's run is never
+        stopped from here. A chat that cannot be read is left to the send.
+        """
+        client = self.chat_model.async_client
+        url = self._realtime_url(chat_uuid)
+        model = self.chat_model
+        schedule = PollSchedule(model.poll_interval, model.max_poll_interval)
+        tracker = RunTracker(chat_uuid)
+        while time.monotonic() < deadline:
+            try:
+                observation = tracker.observe(
+                    self._view(await client.read(url, deadline=deadline))
+                )
+            except DevicError:
+                return
+            if observation.done or observation.error is not None:
+                return
+            await _asleep(
+                min(
+                    schedule.next_wait(observation), max(deadline - time.monotonic(), 0)
+                )
+            )
+
+    @staticmethod
+    def _report(run: CallbackManagerForLLMRun, events: list[dict[str, Any]]) -> None:
+        """Dispatch the run's progress as `devic_progress` events of the model run."""
+        if events:
+            report = CallbackManager(run.handlers, tags=run.tags, metadata=run.metadata)
+            for event in events:
+                report.on_custom_event(PROGRESS_EVENT, event, run_id=run.run_id)
+
+    @staticmethod
+    async def _areport(
+        run: AsyncCallbackManagerForLLMRun, events: list[dict[str, Any]]
+    ) -> None:
+        """Dispatch the run's progress as `devic_progress` events of the model run."""
+        if events:
+            report = AsyncCallbackManager(
+                run.handlers, tags=run.tags, metadata=run.metadata
+            )
+            for event in events:
+                await report.on_custom_event(PROGRESS_EVENT, event, run_id=run.run_id)

@@ -5,6 +5,11 @@ the fake API key to use, so a notebook or `curl` can talk to it. With
 `--dialect platform` it serves Devic's platform API: message lists, `?async=true`
 runs, the realtime view, the SSE stream (unless `--no-sse`), stop, the chat
 history and the chat list.
+
+Other processes (a test's workers, a notebook) can read what it received:
+`--log FILE` keeps the request log there as JSON lines, and
+`GET /_emulator/requests` (with the API key) answers it as JSON. Neither ever
+holds a credential.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator
+from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator, EmulatorServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds each message waits (default: 0)",
     )
     parser.add_argument(
+        "--log",
+        metavar="FILE",
+        help="keep the request log in FILE as JSON lines (no credentials), "
+        "rewritten before each answer (GET "
+        f"{EmulatorServer.REQUESTS_PATH} answers it too)",
+    )
+    parser.add_argument(
         "--random-seed",
         type=int,
         default=0,
@@ -79,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--latency must be >= 0")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be in 0..65535")
+    if args.log is not None:
+        try:  # fail now, not after binding the port
+            with open(args.log, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            parser.error(f"cannot write --log {args.log}: {exc.strerror or exc}")
 
     emulator = DevicEmulator(
         api_key=args.api_key,
@@ -89,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     emulator.latency = args.latency
     try:
-        server = emulator.serve(host=args.host, port=args.port)
+        server = EmulatorServer(
+            emulator, host=args.host, port=args.port, log_path=args.log
+        )
     except ValueError as exc:  # not a loopback address
         parser.error(str(exc))
     except OSError as exc:

@@ -7,30 +7,52 @@ never logs (request lines and headers could carry secrets), keeps connections
 alive, writes an SSE stream chunk by chunk as it happens (flushing each frame,
 then closing the connection), and on `close()` stops serving, ends open
 streams, drops open connections and frees the port.
+
+Another process can read the request log, which never holds a credential:
+`GET /_emulator/requests` (with the emulator's bearer token) answers it as JSON
+(`{"requests": [...]}`, one object per request, see `record_to_json`), and a
+server built with `log_path` keeps that file as JSON lines, rewritten before
+each answer leaves (so a client that has its answer finds its request there).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import ipaddress
+import json
+import os
 import socket
 import socketserver
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from langchain_devic.testing._core import Core
+from langchain_devic.testing._core import Core, RecordedRequest
 from langchain_devic.testing._render import (
+    JSON_CONTENT_TYPE,
     SERVER_NAME,
     Answer,
     StreamAnswer,
     error_answer,
 )
 
-__all__ = ["EmulatorServer", "is_loopback_host"]
+__all__ = [
+    "REQUESTS_PATH",
+    "EmulatorServer",
+    "is_loopback_host",
+    "record_to_json",
+    "write_request_log",
+]
+
+#: The loopback admin route that answers the request log as JSON.
+REQUESTS_PATH = "/_emulator/requests"
 
 #: Request bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -63,6 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         emulator = self.server.emulator
+        if self.path.split("?", 1)[0] == REQUESTS_PATH:
+            self._answer_log()
+            return
         try:
             body = self._read_body()
         except _BodyError as exc:
@@ -86,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._send(refusal)
             raise
+        self.server.write_log()  # before the answer: its client then finds it
         if isinstance(outcome.answer, StreamAnswer):
             self._stream(outcome.answer)
         elif outcome.answer is not None:
@@ -94,6 +120,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
+
+    def _answer_log(self) -> None:
+        """The request log as JSON (GET, bearer token); itself never logged."""
+        emulator = self.server.emulator
+        self._read_body()
+        if self.command != "GET":
+            self._send(error_answer(405, "Use GET", "METHOD_NOT_ALLOWED", "flat"))
+        elif not emulator._authorized(list(self.headers.items())):
+            unauthorized = "Invalid or missing API key"
+            self._send(error_answer(401, unauthorized, "UNAUTHORIZED", "flat"))
+        else:
+            payload = {"requests": [record_to_json(r) for r in emulator.requests]}
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self._send(Answer(200, (("Content-Type", JSON_CONTENT_TYPE),), body))
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -174,14 +214,24 @@ class _LoopbackHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, emulator: Core, host: str, port: int) -> None:
+    def __init__(
+        self, emulator: Core, host: str, port: int, log_path: Path | None = None
+    ) -> None:
         self.emulator = emulator
+        self.log_path = log_path
+        self._log_lock = threading.Lock()
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         #: Set by `EmulatorServer.close()`: open streams end.
         self.closing = threading.Event()
         super().__init__((host, port), _Handler)
+
+    def write_log(self) -> None:
+        """Rewrite the JSON-lines request log, if this server keeps one."""
+        if self.log_path is not None:
+            with self._log_lock:
+                write_request_log(self.log_path, self.emulator.requests)
 
     def server_bind(self) -> None:
         """Bind without the reverse DNS lookup `HTTPServer` does (it can be slow)."""
@@ -227,12 +277,26 @@ class EmulatorServer:
         emulator: The emulator whose state answers the requests.
         host: A loopback address (`127.0.0.0/8`, `::1` or `localhost`).
         port: The port; `0` picks a free one.
+        log_path: A file to keep the request log in, as JSON lines (one
+            `record_to_json` object per request), rewritten as a whole before
+            each answer; `None` keeps none (`GET /_emulator/requests` always
+            answers the log).
 
     Raises:
         ValueError: If `host` is not a loopback address.
     """
 
-    def __init__(self, emulator: Core, host: str = "127.0.0.1", port: int = 0) -> None:
+    #: The loopback admin route that answers the request log as JSON.
+    REQUESTS_PATH = REQUESTS_PATH
+
+    def __init__(
+        self,
+        emulator: Core,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
         if not is_loopback_host(host):
             msg = (
                 f"Refusing to serve the Devic emulator on {host!r}: it accepts a "
@@ -244,7 +308,9 @@ class EmulatorServer:
         if bind_host.lower() == "localhost":
             bind_host = "127.0.0.1"
         self.emulator = emulator
-        self._httpd = _LoopbackHTTPServer(emulator, bind_host, port)
+        self.log_path = None if log_path is None else Path(log_path)
+        self._httpd = _LoopbackHTTPServer(emulator, bind_host, port, self.log_path)
+        self._httpd.write_log()  # an empty log exists as soon as the server does
         self.host: str = bind_host
         self.port: int = int(self._httpd.server_address[1])
         self._closed = False
@@ -264,6 +330,12 @@ class EmulatorServer:
         return f"http://{host}:{self.port}{self.emulator.base_path}"
 
     @property
+    def requests_url(self) -> str:
+        """The admin URL that answers the request log as JSON."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{REQUESTS_PATH}"
+
+    @property
     def closed(self) -> bool:
         """Whether `close()` has been called."""
         return self._closed
@@ -279,6 +351,7 @@ class EmulatorServer:
             self._thread.join()
             self._httpd.server_close()
             self._httpd.drop_connections()
+            self._httpd.write_log()  # the final state of every request
 
     def __enter__(self) -> EmulatorServer:
         return self
@@ -310,3 +383,32 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def record_to_json(record: RecordedRequest) -> dict[str, Any]:
+    """A recorded request as a JSON object (it never holds a credential).
+
+    Every field of `RecordedRequest`; the raw `body` is text when it is UTF-8,
+    else `{"base64": ...}`.
+    """
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                value = {"base64": base64.b64encode(value).decode("ascii")}
+        out[field.name] = value
+    return out
+
+
+def write_request_log(path: Path, records: Sequence[RecordedRequest]) -> None:
+    """Write `records` to `path` as JSON lines, in one atomic replace.
+
+    A reader never sees half a log.
+    """
+    lines = [json.dumps(record_to_json(r), ensure_ascii=False) for r in records]
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(partial, path)

@@ -159,8 +159,8 @@ def test_agent_thread_continues_one_devic_chat(emulator: DevicEmulator) -> None:
     assert [m.artifact["chat_uuid"] for m in second_results] == [chat, chat]
     assert [m.tool_call_id for m in second_results] == ["call-1", "call-2"]
     # Inside LangGraph the tool node's namespace is `tools:<task>`: thread key
-    # "t1|", stored under the assistant's id.
-    assert tool.store.mget([f"{ASSISTANT}|t1|"]) == [chat]
+    # "t1|", as the thread's config (without a namespace) gives it too.
+    assert tool.get_chat_uuid(thread("t1")) == chat
 
     # Another thread gets its own chat.
     other = agent.invoke(user("wind turbines"), thread("t2"))
@@ -170,7 +170,7 @@ def test_agent_thread_continues_one_devic_chat(emulator: DevicEmulator) -> None:
     assert other["messages"][-1].content == (
         f"Final answer: Reply 1 from {ASSISTANT}: Please research: wind turbines"
     )
-    assert tool.store.mget([f"{ASSISTANT}|t1|", f"{ASSISTANT}|t2|"]) == [chat, chat2]
+    assert [tool.get_chat_uuid(thread(t)) for t in ("t1", "t2")] == [chat, chat2]
     assert len(emulator.conversations[chat]) == 4
     assert len(emulator.conversations[chat2]) == 2
 
@@ -209,9 +209,7 @@ async def test_concurrent_threads_never_share_a_chat(
                 f"Please research: {name} round {n}"
             )
 
-    chats = {
-        name: tool.store.mget([f"{ASSISTANT}|{name}|"])[0] for name in ("c1", "c2")
-    }
+    chats = {name: tool.get_chat_uuid(thread(name)) for name in ("c1", "c2")}
     assert chats["c1"] is not None
     assert chats["c2"] is not None
     assert chats["c1"] != chats["c2"]

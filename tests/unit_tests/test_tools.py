@@ -9,6 +9,7 @@ misconfiguration raises), usage propagation, async mirrors and construction.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -31,6 +32,8 @@ from langchain_devic import (
     DevicNotFoundError,
     DevicPermissionDeniedError,
 )
+from langchain_devic._locks import PROCESS_LOCKS
+from langchain_devic._stores import ThreadItem, adapt_store, key_value_key
 from langchain_devic.testing import DevicEmulator, Fault
 from langchain_devic.tools import DevicAssistantInput, thread_key
 from tests.unit_tests.conftest import API_KEY, ASSISTANT, BASE_URL, make_model
@@ -42,8 +45,29 @@ BOGUS_CHAT = "00000000-0000-4000-8000-000000000000"
 
 
 def key(thread_id: str, assistant: str = ASSISTANT) -> str:
-    """The tool's store key for a top-level agent thread."""
-    return f"{assistant}|{thread_id}|"
+    """The tool's key in a key-value store for a top-level agent thread."""
+    return key_value_key(assistant, f"{thread_id}|")
+
+
+def stored(tool: DevicAssistantTool, *thread_ids: str) -> list[str | None]:
+    """The chat each top-level thread continues, as the tool's store says."""
+    return [tool.get_chat_uuid(thread(t)) for t in thread_ids]
+
+
+def seed(tool: DevicAssistantTool, thread_id: str, chat_uuid: str) -> None:
+    """Point a thread of the tool's own store to `chat_uuid`."""
+    store = adapt_store(tool.store, shared=False)
+    store.put(tool.chat_model.assistant_id, f"{thread_id}|", ThreadItem(chat_uuid))
+
+
+def value(chat_uuid: str) -> bytes:
+    """What a key-value store holds for a thread: the item as UTF-8 JSON."""
+    return json.dumps({"chat_uuid": chat_uuid}, separators=(",", ":")).encode()
+
+
+def sends(emulator: DevicEmulator) -> list[Any]:
+    """The requests that sent a message (reads of a chat left out)."""
+    return [r for r in emulator.requests if r.route == "messages"]
 
 
 def make_tool(
@@ -206,7 +230,7 @@ def test_same_thread_continues_one_chat(
             "content": f"Reply 2 from {ASSISTANT}: second question",
         },
     ]
-    assert tool.store.mget([key("t1")]) == [chat]
+    assert stored(tool, "t1") == [chat]
 
 
 def test_other_thread_gets_a_new_chat(
@@ -220,7 +244,7 @@ def test_other_thread_gets_a_new_chat(
     assert chat1 != chat2
     assert sent_chat_ids(emulator) == [None, None, chat1]
     assert again.artifact["chat_uuid"] == chat1
-    assert tool.store.mget([key("t1"), key("t2")]) == [chat1, chat2]
+    assert stored(tool, "t1", "t2") == [chat1, chat2]
 
 
 def test_same_thread_other_parent_namespace_gets_its_own_chat(
@@ -265,7 +289,7 @@ def test_new_conversation_repoints_the_thread(
     assert fresh.content == f"Reply 1 from {ASSISTANT}: new topic"
     assert third.content == f"Reply 2 from {ASSISTANT}: more on it"
     assert third.artifact["chat_uuid"] == new_chat
-    assert tool.store.mget([key("t1")]) == [new_chat]
+    assert stored(tool, "t1") == [new_chat]
     # The old chat was left as it was.
     assert len(emulator.conversations[old_chat]) == 2
 
@@ -293,7 +317,7 @@ def test_agent_chat_uuid_in_context_var_config_does_not_leak(
     result = step.invoke("inner", thread("t9", chat_uuid="someone-elses"))
 
     assert [r.json["chatUuid"] for r in emulator.requests] == [None]
-    assert tool.store.mget([key("t9")]) == [result.artifact["chat_uuid"]]
+    assert stored(tool, "t9") == [result.artifact["chat_uuid"]]
 
 
 # ---------------------------------------------------------------------- stores
@@ -311,10 +335,10 @@ def test_shared_store_continues_across_tool_instances(
     second = worker_b.invoke(call("continue", "call-2"), thread("t1"))
 
     chat = first.artifact["chat_uuid"]
-    assert sent_chat_ids(emulator) == [None, chat]
+    assert [r.chat_uuid for r in sends(emulator)] == [None, chat]
     assert second.artifact["chat_uuid"] == chat
     assert second.content == f"Reply 2 from {ASSISTANT}: continue"
-    assert store.mget([key("t1")]) == [chat]
+    assert store.mget([key("t1")]) == [value(chat)]
 
 
 def test_separate_default_stores_do_not_share(emulator: DevicEmulator) -> None:
@@ -325,19 +349,19 @@ def test_separate_default_stores_do_not_share(emulator: DevicEmulator) -> None:
     assert sent_chat_ids(emulator) == [None, None]
 
 
-class DictStore(BaseStore[str, str]):
+class DictStore(BaseStore[str, bytes]):
     """A minimal custom store, standing in for Redis or SQL."""
 
     def __init__(self) -> None:
-        self.data: dict[str, str] = {}
+        self.data: dict[str, bytes] = {}
         self.reads: list[str] = []
-        self.writes: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, bytes]] = []
 
-    def mget(self, keys: Sequence[str]) -> list[str | None]:
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         self.reads.extend(keys)
         return [self.data.get(key) for key in keys]
 
-    def mset(self, key_value_pairs: Sequence[tuple[str, str]]) -> None:
+    def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
         self.writes.extend(key_value_pairs)
         self.data.update(key_value_pairs)
 
@@ -359,10 +383,10 @@ def test_custom_base_store(emulator: DevicEmulator) -> None:
     tool.invoke(call("continue", "call-2"), thread("t1"))
 
     chat = first.artifact["chat_uuid"]
-    assert sent_chat_ids(emulator) == [None, chat]
-    assert store.data == {key("t1"): chat}
+    assert [r.chat_uuid for r in sends(emulator)] == [None, chat]
+    assert store.data == {key("t1"): value(chat)}
     assert store.reads == [key("t1"), key("t1")]
-    assert store.writes == [(key("t1"), chat), (key("t1"), chat)]
+    assert store.writes == [(key("t1"), value(chat)), (key("t1"), value(chat))]
     # A second instance over the same custom store continues the chat too.
     other = make_tool(emulator, store=store)
     third = other.invoke(call("third", "call-3"), thread("t1"))
@@ -381,7 +405,7 @@ def test_two_assistants_sharing_a_store_keep_their_own_chats(
     b2 = billing.invoke(call("and invoice 8"), thread("t1"))
     r2 = research.invoke(call("and growth"), thread("t1"))
 
-    assert [(r.assistant_id, r.chat_uuid) for r in emulator.requests] == [
+    assert [(r.assistant_id, r.chat_uuid) for r in sends(emulator)] == [
         ("billing", None),
         ("research", None),
         ("billing", b1.artifact["chat_uuid"]),
@@ -396,8 +420,9 @@ async def test_custom_base_store_async(emulator: DevicEmulator) -> None:
     tool = make_tool(emulator, store=store)
     first = await tool.ainvoke(call("start"), thread("t1"))
     await tool.ainvoke(call("continue", "call-2"), thread("t1"))
-    assert sent_chat_ids(emulator) == [None, first.artifact["chat_uuid"]]
-    assert store.data == {key("t1"): first.artifact["chat_uuid"]}
+    chat = first.artifact["chat_uuid"]
+    assert [r.chat_uuid for r in sends(emulator)] == [None, chat]
+    assert store.data == {key("t1"): value(chat)}
 
 
 # ------------------------------------------------------------- vanished chat
@@ -408,7 +433,7 @@ def test_vanished_chat_restarts_once(
     emulator: DevicEmulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tool.store.mset([(key("t1"), BOGUS_CHAT)])
+    seed(tool, "t1", BOGUS_CHAT)
 
     with caplog.at_level(logging.WARNING, logger="langchain_devic"):
         result = tool.invoke(call("are you there?"), thread("t1"))
@@ -423,7 +448,7 @@ def test_vanished_chat_restarts_once(
     assert result.status == "success"
     assert result.content == f"Reply 1 from {ASSISTANT}: are you there?"
     assert result.artifact["restarted"] is True
-    assert tool.store.mget([key("t1")]) == [new_chat]
+    assert stored(tool, "t1") == [new_chat]
     warnings = [
         r
         for r in caplog.records
@@ -444,7 +469,7 @@ async def test_vanished_chat_restarts_once_async(
     emulator: DevicEmulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tool.store.mset([(key("t1"), BOGUS_CHAT)])
+    seed(tool, "t1", BOGUS_CHAT)
     with caplog.at_level(logging.WARNING, logger="langchain_devic"):
         result = await tool.ainvoke(call("are you there?"), thread("t1"))
     assert [(r.chat_uuid, r.status) for r in emulator.requests] == [
@@ -452,7 +477,7 @@ async def test_vanished_chat_restarts_once_async(
         (None, 200),
     ]
     assert result.artifact["restarted"] is True
-    assert tool.store.mget([key("t1")]) == [result.artifact["chat_uuid"]]
+    assert stored(tool, "t1") == [result.artifact["chat_uuid"]]
     assert any(BOGUS_CHAT in r.getMessage() for r in caplog.records)
 
 
@@ -461,7 +486,7 @@ def test_unknown_assistant_with_stored_chat_restarts_once_then_raises() -> None:
     continuing a stored chat restarts once; the restart's 404 is raised."""
     emulator = DevicEmulator(api_key=API_KEY, assistants=["known"], random_seed=1)
     tool = make_tool(emulator, model="unknown")
-    tool.store.mset([(key("t1", "unknown"), BOGUS_CHAT)])
+    seed(tool, "t1", BOGUS_CHAT)
 
     with pytest.raises(DevicNotFoundError) as raised:
         tool.invoke(call("hello"), thread("t1"))
@@ -472,7 +497,7 @@ def test_unknown_assistant_with_stored_chat_restarts_once_then_raises() -> None:
         (None, 404),
     ]
     assert emulator.conversations == {}
-    assert tool.store.mget([key("t1", "unknown")]) == [BOGUS_CHAT]
+    assert stored(tool, "t1") == [BOGUS_CHAT]
 
 
 def _chat_not_found() -> Fault:
@@ -482,7 +507,7 @@ def _chat_not_found() -> Fault:
 
 def test_second_404_raises(tool: DevicAssistantTool, emulator: DevicEmulator) -> None:
     """The fresh attempt 404s too: raised, not restarted again."""
-    tool.store.mset([(key("t1"), BOGUS_CHAT)])
+    seed(tool, "t1", BOGUS_CHAT)
     emulator.inject(_chat_not_found(), _chat_not_found())
 
     with pytest.raises(DevicNotFoundError) as raised:
@@ -502,13 +527,13 @@ def test_unknown_assistant_without_stored_chat_raises_at_once() -> None:
     with pytest.raises(DevicNotFoundError):
         tool.invoke(call("hello"), thread("t1"))
     assert [(r.chat_uuid, r.status) for r in emulator.requests] == [(None, 404)]
-    assert tool.store.mget([key("t1", "unknown")]) == [None]
+    assert stored(tool, "t1") == [None]
 
 
 async def test_second_404_raises_async(
     tool: DevicAssistantTool, emulator: DevicEmulator
 ) -> None:
-    tool.store.mset([(key("t1"), BOGUS_CHAT)])
+    seed(tool, "t1", BOGUS_CHAT)
     emulator.inject(_chat_not_found(), _chat_not_found())
     with pytest.raises(DevicNotFoundError):
         await tool.ainvoke(call("hello"), thread("t1"))
@@ -536,7 +561,7 @@ def test_rate_limit_after_retries_is_an_error_tool_message(
     assert API_KEY not in result.content
     # A wait of an hour is not slept through: one request, raised at once.
     assert [r.status for r in emulator.requests] == [429]
-    assert tool.store.mget([key("t1", "unknown")]) == [None]
+    assert stored(tool, "t1") == [None]
 
 
 def test_rate_limit_retried_then_answered(
@@ -822,7 +847,7 @@ async def test_parallel_calls_in_one_thread_share_one_chat(
         (None, 200),
         (chat, 200),
     ]
-    assert len(tool._turns) == 0  # locks are dropped once idle
+    assert len(PROCESS_LOCKS) == 0  # locks are dropped once idle
 
 
 def test_parallel_calls_in_one_thread_share_one_chat_sync(
@@ -845,4 +870,4 @@ def test_parallel_calls_in_one_thread_share_one_chat_sync(
         (None, 200),
         (chat, 200),
     ]
-    assert len(tool._turns) == 0
+    assert len(PROCESS_LOCKS) == 0

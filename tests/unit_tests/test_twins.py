@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 from langchain_devic._client import AsyncDevicClient, DevicClient
+from langchain_devic._locks import LockTable
+from langchain_devic._stores import ThreadStore
 from langchain_devic.chat_models import ChatDevic
+from langchain_devic.locks import InProcessLock, PostgresAdvisoryLock
 from langchain_devic.tools import DevicAssistantTool
 
 #: Async spelling -> sync spelling, for names that differ only by colour.
@@ -48,6 +51,26 @@ SYNC_NAMES = {
     "amset": "mset",
     "async_client": "client",
     "awork": "work",
+    # DevicAssistantTool, its stores and locks
+    "_aconverse": "_converse",
+    "aget_chat_uuid": "get_chat_uuid",
+    "_asave": "_save",
+    "_adelegate": "_delegate",
+    "_aplatform_turn": "_platform_turn",
+    "_astart": "_start",
+    "_afollow": "_follow",
+    "_aawait_idle": "_await_idle",
+    "_areport": "_report",
+    "aget": "get",
+    "aput": "put",
+    "_aread": "_read",
+    "_awrite": "_write",
+    "aacquire": "acquire",
+    "_aconnection": "_connection",
+    "_alock": "_lock",
+    "_aunlock": "_unlock",
+    "asynccontextmanager": "contextmanager",
+    "AsyncConnection": "Connection",
 }
 
 
@@ -131,8 +154,23 @@ TWINS = [
     (ChatDevic._run, ChatDevic._arun),
     (ChatDevic.load_chat, ChatDevic.aload_chat),
     (ChatDevic.list_chats, ChatDevic.alist_chats),
-    (DevicAssistantTool._ask, DevicAssistantTool._aask),
+    (DevicAssistantTool._converse, DevicAssistantTool._aconverse),
     (DevicAssistantTool._run, DevicAssistantTool._arun),
+    (DevicAssistantTool.get_chat_uuid, DevicAssistantTool.aget_chat_uuid),
+    (DevicAssistantTool._save, DevicAssistantTool._asave),
+    (DevicAssistantTool._delegate, DevicAssistantTool._adelegate),
+    (DevicAssistantTool._platform_turn, DevicAssistantTool._aplatform_turn),
+    (DevicAssistantTool._start, DevicAssistantTool._astart),
+    (DevicAssistantTool._follow, DevicAssistantTool._afollow),
+    (DevicAssistantTool._await_idle, DevicAssistantTool._aawait_idle),
+    (DevicAssistantTool._report, DevicAssistantTool._areport),
+    (ThreadStore.get, ThreadStore.aget),
+    (ThreadStore.put, ThreadStore.aput),
+    (LockTable.hold, LockTable.ahold),
+    (InProcessLock.hold, InProcessLock.ahold),
+    (PostgresAdvisoryLock.hold, PostgresAdvisoryLock.ahold),
+    (PostgresAdvisoryLock._lock, PostgresAdvisoryLock._alock),
+    (PostgresAdvisoryLock._unlock, PostgresAdvisoryLock._aunlock),
 ]
 
 

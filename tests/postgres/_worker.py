@@ -1,0 +1,135 @@
+"""One worker process of the `postgres` tests: an agent on shared PostgreSQL.
+
+Run as `python -m tests.postgres._worker DSN BASE_URL API_KEY ASSISTANT`. It
+builds what a production worker would (PostgresSaver checkpoints, a
+PostgresStore, a PostgresAdvisoryLock, and a tool-calling agent whose one tool
+is a DevicAssistantTool talking to the emulator), prints `ready`, then serves
+JSON commands from stdin, one at a time, one JSON answer line each:
+
+- `{"op": "agent", "thread", "message"}`: one agent turn (the planner hands
+  the message verbatim to the Devic tool; the tool uses the graph's store);
+- `{"op": "resume", "thread"}`: resume the thread's interrupted run;
+- `{"op": "tool", "thread", "message"}`: a direct tool call with
+  `store=PostgresStore` (no graph).
+
+The answer is `{"ok": true, "content", "artifact", "status"}` for the tool's
+last ToolMessage, or `{"ok": false, "error"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+import httpx
+from langchain.agents import create_agent
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import PostgresStore
+from psycopg import Connection
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from langchain_devic import ChatDevic, DevicAssistantTool
+from langchain_devic.locks import PostgresAdvisoryLock
+
+TOOL = "devic_assistant"
+
+
+class Planner(BaseChatModel):
+    """Hands each user turn to the Devic tool verbatim; answers with its reply."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "worker-planner"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Planner:
+        return self
+
+    def _generate(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> ChatResult:
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            answer = AIMessage(content=f"Final answer: {last.content}")
+        else:
+            turn = sum(isinstance(m, HumanMessage) for m in messages)
+            call = {"name": TOOL, "args": {"message": last.content}, "id": f"c{turn}"}
+            answer = AIMessage(content="", tool_calls=[call])
+        return ChatResult(generations=[ChatGeneration(message=answer)])
+
+
+def connect(dsn: str) -> Connection[Any]:
+    return Connection.connect(
+        dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row
+    )
+
+
+def main() -> None:
+    dsn, base_url, api_key, assistant = sys.argv[1:5]
+    store = PostgresStore(connect(dsn))
+    lock = PostgresAdvisoryLock(
+        ConnectionPool(dsn, min_size=1, max_size=4, open=True), timeout=60
+    )
+    model = ChatDevic(
+        assistant_id=assistant,
+        api_key=api_key,
+        base_url=base_url,
+        poll_interval=0.05,
+        max_poll_interval=0.2,
+        run_timeout=60,
+        http_client=httpx.Client(trust_env=False),  # 127.0.0.1, never a proxy
+    )
+    graph_tool = DevicAssistantTool(
+        name=TOOL, description="Delegates to Devic.", chat_model=model, lock=lock
+    )
+    direct_tool = DevicAssistantTool(
+        name=TOOL,
+        description="Delegates to Devic.",
+        chat_model=model,
+        lock=lock,
+        store=store,
+    )
+    agent = create_agent(
+        Planner(), [graph_tool], checkpointer=PostgresSaver(connect(dsn)), store=store
+    )
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        config = {"configurable": {"thread_id": command["thread"]}}
+        try:
+            if command["op"] == "tool":
+                call = {
+                    "name": TOOL,
+                    "args": {"message": command["message"]},
+                    "id": "direct",
+                    "type": "tool_call",
+                }
+                result = direct_tool.invoke(call, config)
+            else:
+                inputs = (
+                    None
+                    if command["op"] == "resume"
+                    else {"messages": [HumanMessage(command["message"])]}
+                )
+                state = agent.invoke(inputs, config, durability="sync")
+                result = [m for m in state["messages"] if isinstance(m, ToolMessage)][
+                    -1
+                ]
+            answer = {
+                "ok": True,
+                "content": result.content,
+                "artifact": result.artifact,
+                "status": result.status,
+            }
+        except Exception:
+            answer = {"ok": False, "error": traceback.format_exc()}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
