@@ -40,6 +40,7 @@ from langchain_devic import _retry, _runs, _wire
 from langchain_devic._version import __version__
 from langchain_devic.errors import (
     DevicAPIError,
+    DevicConflictError,
     DevicConnectError,
     DevicConnectionError,
     DevicConnectTimeoutError,
@@ -445,6 +446,19 @@ class _BaseDevicClient:
         return not error.is_retryable
 
     @staticmethod
+    def _explained(error: DevicError, chat_uuid: str | None) -> DevicError:
+        """A write's final error; a busy chat's says what may hold it and what to do."""
+        if isinstance(error, DevicConflictError) and chat_uuid is not None:
+            error.message = (
+                f"{error.message} (chat {chat_uuid} is busy: a turn is still running "
+                "there, or it waits for the results of client tool calls. Wait and "
+                "send again, answer the calls with ToolMessages, or stop the run "
+                "with ChatDevic.stop_chat.)"
+            )
+            error.args = (error.message,)
+        return error
+
+    @staticmethod
     def _undelivered(error: DevicError, chat_uuid: str, note: str) -> DevicError:
         """`error`, its message extended with what became of the tool results."""
         error.message = f"{error.message} {note}"
@@ -720,7 +734,7 @@ class DevicClient(_BaseDevicClient):
                 return outcome
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
-                raise outcome
+                raise self._explained(outcome, chat_uuid)
             self._log_attempt(attempt, wait, outcome)
             _sleep(wait)
             attempt += 1
@@ -779,8 +793,11 @@ class DevicClient(_BaseDevicClient):
             answered = {str(r["tool_call_id"]) for r in responses}
             self._settle_answers(error, chat_uuid, view, answered)
 
-    def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
-        """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+    def stop_run(self, assistant_id: str, chat_uuid: str) -> bool:
+        """Ask Devic to stop a run: once, briefly, never retried, never raising.
+
+        Returns whether Devic accepted the stop.
+        """
         self._stopping += 1
         try:
             response = self.http.request(**self._stop_args(assistant_id, chat_uuid))
@@ -789,8 +806,10 @@ class DevicClient(_BaseDevicClient):
             )
         except Exception as exc:
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+            return False
         finally:
             self._stopping -= 1
+        return response.is_success
 
     # ------------------------------------------------------------------- reads
 
@@ -1031,7 +1050,7 @@ class AsyncDevicClient(_BaseDevicClient):
                 return outcome
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
-                raise outcome
+                raise self._explained(outcome, chat_uuid)
             self._log_attempt(attempt, wait, outcome)
             await _asleep(wait)
             attempt += 1
@@ -1090,8 +1109,11 @@ class AsyncDevicClient(_BaseDevicClient):
             answered = {str(r["tool_call_id"]) for r in responses}
             self._settle_answers(error, chat_uuid, view, answered)
 
-    async def stop_run(self, assistant_id: str, chat_uuid: str) -> None:
-        """Ask Devic to stop a run: once, briefly, never retried, never raising."""
+    async def stop_run(self, assistant_id: str, chat_uuid: str) -> bool:
+        """Ask Devic to stop a run: once, briefly, never retried, never raising.
+
+        Returns whether Devic accepted the stop.
+        """
         self._stopping += 1
         try:
             response = await self.http.request(
@@ -1102,8 +1124,10 @@ class AsyncDevicClient(_BaseDevicClient):
             )
         except Exception as exc:
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+            return False
         finally:
             self._stopping -= 1
+        return response.is_success
 
     # ------------------------------------------------------------------- reads
 

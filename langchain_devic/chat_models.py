@@ -710,6 +710,15 @@ class ChatDevic(BaseChatModel):
         tools = format_tools(given) if given else []
         if tools or request.tool_responses:
             self._check_tools_allowed()
+        if request.tool_responses and not tools:
+            ids = ", ".join(sorted(request.answered))
+            msg = (
+                f"These ToolMessages answer tool calls ({ids}) of chat "
+                f"{request.chat_uuid}, but this call has no tools bound: Devic would "
+                "go on without your tools for the rest of the turn. Send the results "
+                "with the model the tools were bound to (model.bind_tools([...]))."
+            )
+            raise ValueError(msg)
         return _Call(
             assistant_id,
             request,
@@ -1016,6 +1025,26 @@ class ChatDevic(BaseChatModel):
         chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
         chat = await self.async_client.read_chat(self.assistant_id, chat_uuid)
         return history_to_messages(chat, self.assistant_id, chat_uuid)
+
+    def stop_chat(self, chat_uuid: str) -> bool:
+        """Ask Devic to stop the chat's run; returns whether Devic accepted.
+
+        Ends a turn that is still running, or closes a wait for client tool
+        results nobody will send (the chat then takes new messages again).
+        Sent once, never retried.
+        """
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        return self.client.stop_run(self.assistant_id, chat_uuid)
+
+    async def astop_chat(self, chat_uuid: str) -> bool:
+        """Ask Devic to stop the chat's run; returns whether Devic accepted.
+
+        Ends a turn that is still running, or closes a wait for client tool
+        results nobody will send (the chat then takes new messages again).
+        Sent once, never retried.
+        """
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        return await self.async_client.stop_run(self.assistant_id, chat_uuid)
 
     def list_chats(self, limit: int = 20) -> list[dict[str, Any]]:
         """This assistant's chats, newest first (at most `limit`).

@@ -93,6 +93,9 @@ WRITE_PIECES = 4
 WRITE_INTERVAL = 0.02
 #: Seconds of quiet before an SSE stream sends a keep-alive comment.
 SSE_KEEPALIVE = 15.0
+#: The longest a stop waits for a run waiting on the client to end (a bound only:
+#: the run's thread ends it as soon as it wakes).
+STOP_WAIT_SECONDS = 5.0
 #: The routes that name a chat in their path.
 _CHAT_ROUTES: dict[str, Route] = {
     "realtime": "realtime",
@@ -1081,8 +1084,9 @@ class Core:
     def _answer_stop(self, record: RecordedRequest) -> Answer:
         """`POST …/chats/{chat}/stop`: end the run at its next step boundary.
 
-        A run waiting for the client's tools ends at once (`completed`, with
-        `stopReason: "tool_wait_closed"`).
+        A run waiting for the client's tools ends before the answer leaves
+        (`completed`, with `stopReason: "tool_wait_closed"`), so the chat takes
+        a new message at once.
         """
         with self._changed:
             chat = self._find_chat(record)
@@ -1095,6 +1099,8 @@ class Core:
             waiting = run.waiting
             run.stop_requested = True
             self._changed.notify_all()
+            if waiting:  # the answer says the wait is closed: make it so first
+                self._changed.wait_for(lambda: run.done, STOP_WAIT_SECONDS)
         return self._ok(201, stop_body(chat.chat_id, closes_tool_wait=waiting))
 
     def _answer_tool_response(self, record: RecordedRequest) -> Answer:

@@ -20,7 +20,7 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_devic import ChatDevic
+from langchain_devic import ChatDevic, DevicConflictError
 from langchain_devic.testing import DevicEmulator, RecordedRequest
 from tests.calculator import add, calculator, divide, multiply
 
@@ -39,9 +39,9 @@ def emulator() -> DevicEmulator:
     )
 
 
-def agent(emulator: DevicEmulator) -> Any:
+def calculator_model(emulator: DevicEmulator, **fields: Any) -> ChatDevic:
     transport = emulator.transport()
-    model = ChatDevic(
+    return ChatDevic(
         assistant_id=ASSISTANT,
         api_key=KEY,
         base_url=emulator.base_url,
@@ -49,9 +49,15 @@ def agent(emulator: DevicEmulator) -> Any:
         http_async_client=httpx.AsyncClient(transport=transport),
         poll_interval=0.005,
         max_poll_interval=0.02,
+        **fields,
     )
+
+
+def agent(emulator: DevicEmulator) -> Any:
     return create_agent(
-        model=model, tools=[add, multiply, divide], checkpointer=InMemorySaver()
+        model=calculator_model(emulator),
+        tools=[add, multiply, divide],
+        checkpointer=InMemorySaver(),
     )
 
 
@@ -153,3 +159,25 @@ async def test_the_async_agent_does_the_same(emulator: DevicEmulator) -> None:
         {"messages": [("user", "What is (2 + 3) * 4?")]}, config
     )
     check_first_turn(emulator, first)
+
+
+def test_a_chat_left_waiting_is_named_and_stop_chat_frees_it(
+    emulator: DevicEmulator,
+) -> None:
+    model = calculator_model(emulator, max_retries=0)
+    call = model.bind_tools([add, multiply]).invoke("What is (2 + 3) * 4?")
+    chat = call.response_metadata["chat_uuid"]
+    assert [c["name"] for c in call.tool_calls] == ["add"]
+    with pytest.raises(DevicConflictError, match="waits for the results of client"):
+        model.invoke("Never mind.", chat_uuid=chat)
+    assert model.stop_chat(chat) is True
+    assert emulator.realtime(chat)["status"] == "completed"
+    assert model.stop_chat(chat) is False  # nothing runs there any more
+
+
+async def test_astop_chat_closes_the_wait_too(emulator: DevicEmulator) -> None:
+    model = calculator_model(emulator)
+    call = await model.bind_tools([add]).ainvoke("What is (2 + 3) * 4?")
+    chat = call.response_metadata["chat_uuid"]
+    assert await model.astop_chat(chat) is True
+    assert emulator.realtime(chat)["status"] == "completed"

@@ -447,6 +447,16 @@ def test_answers_must_match_the_pending_calls_before_anything_is_sent(
     assert fake.requests == []
 
 
+def test_results_sent_without_the_tools_are_refused() -> None:
+    fake = FakePlatform([answered_view()])
+    with pytest.raises(ValueError, match="no tools bound") as caught:
+        fake.model().invoke(
+            history_with_results(ToolMessage("Sunny", tool_call_id="c1"))
+        )
+    assert "c1" in str(caught.value)
+    assert fake.requests == []
+
+
 def test_a_missing_answer_is_named() -> None:
     calls = [
         {"name": "get_weather", "args": {}, "id": "c1"},
