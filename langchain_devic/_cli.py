@@ -123,7 +123,11 @@ def open_endpoint(
         return
 
     token = secrets.token_urlsafe(24)
-    with DevicEmulator(api_key=token, dialect="platform").serve() as server:
+    from langchain_devic._demo import demo_assistant  # the demo's scenes, lazily
+
+    emulator = DevicEmulator(api_key=token, dialect="platform")
+    emulator.add_assistant(EMULATOR_ASSISTANT, demo_assistant)
+    with emulator.serve() as server:
         yield Endpoint(
             server.base_url,
             SecretStr(token),

@@ -1,4 +1,4 @@
-"""The tour behind `python -m langchain_devic demo`: four short, readable scenes.
+"""The tour behind `python -m langchain_devic demo`: five short, readable scenes.
 
 1. One LCEL chain call: `prompt | ChatDevic | StrOutputParser`.
 2. A three-turn conversation: the reply history carries the chatUuid, so every
@@ -8,6 +8,9 @@
    planner answers from the tool's result.
 4. A streamed platform run: the reply arrives in pieces as the assistant
    writes it, with `devic_progress` events for its status changes.
+5. Your own tools: `bind_tools` gives the assistant a Python function; its
+   call comes back as `tool_calls`, the function runs here, and its result
+   goes back to the waiting run, in the same Devic chat.
 
 It needs only the runtime dependencies (langchain-core, httpx, pydantic), so it
 runs right after `pip install -e .`.
@@ -15,6 +18,7 @@ runs right after `pip install -e .`.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForLLMRun
@@ -30,11 +34,13 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 
 from langchain_devic.chat_models import ChatDevic
+from langchain_devic.testing import CallTools, ClientCall, Conversation, DevicEmulator
 from langchain_devic.tools import DevicAssistantTool
 
-__all__ = ["ScriptedPlanner", "run_agent", "run_tour"]
+__all__ = ["ScriptedPlanner", "demo_assistant", "run_agent", "run_tour"]
 
 CONVERSATION = (
     "Hi! I'm planning a weekend in Lisbon.",
@@ -45,6 +51,27 @@ AGENT_QUESTION = "Which neighbourhood should I stay in for a weekend in Lisbon?"
 AGENT_THREAD = "demo-thread"
 TOOL_NAME = "devic_assistant"
 INDENT = "   "
+TOOLS_QUESTION = "What time is it in Lisbon right now?"
+#: Tool rounds scene 5 allows before it stops asking (a live assistant may loop).
+MAX_TOOL_ROUNDS = 3
+
+
+@tool
+def local_time(city: str) -> str:
+    """The current time (UTC) where the user asks about; runs in this process."""
+    return datetime.now(timezone.utc).strftime("%H:%M UTC") + f" (asked for {city})"
+
+
+def demo_assistant(conversation: Conversation) -> Any:
+    """The bundled emulator's demo assistant: it calls `local_time` when given it.
+
+    Otherwise it is the emulator's default assistant (numbered echoes).
+    """
+    if conversation.tool_results:
+        return f"It is {conversation.tool_results[0]['content']} right now."
+    if "local_time" in conversation.tool_names:
+        return CallTools(ClientCall("local_time", {"city": "Lisbon"}))
+    return DevicEmulator.default_reply(conversation)
 
 
 class ScriptedPlanner(BaseChatModel):
@@ -120,7 +147,7 @@ def _tokens(message: AIMessage) -> str:
 
 
 def run_tour(model: ChatDevic, out: TextIO) -> None:
-    """Run the four scenes against `model`'s assistant, writing to `out`."""
+    """Run the five scenes against `model`'s assistant, writing to `out`."""
 
     def say(text: str = "") -> None:
         out.write(text + "\n")
@@ -191,6 +218,31 @@ def run_tour(model: ChatDevic, out: TextIO) -> None:
     say(f"{INDENT}model.stream({question!r})")
     say(f"{INDENT}-> {len(pieces)} pieces: {' | '.join(pieces)}")
     say(f"{INDENT}   progress: {' -> '.join(progress.statuses) or 'none reported'}")
+
+    say()
+    say("5. Your own tools: the assistant calls a Python function that runs here")
+    bound = model.bind_tools([local_time])
+    conversation: list[BaseMessage] = [HumanMessage(TOOLS_QUESTION)]
+    say(f"{INDENT}model.bind_tools([local_time]).invoke({TOOLS_QUESTION!r})")
+    reply = bound.invoke(conversation)
+    for _ in range(MAX_TOOL_ROUNDS):
+        if not reply.tool_calls:
+            break
+        conversation.append(reply)
+        for call in reply.tool_calls:
+            result = local_time.invoke(call)
+            calls = f"{call['name']}({call['args']})"
+            say(f"{INDENT}assistant calls {calls} -> {result.text}")
+            conversation.append(result)
+        reply = bound.invoke(conversation)
+    chats = {
+        m.response_metadata.get("chat_uuid")
+        for m in [*conversation, reply]
+        if isinstance(m, AIMessage)
+    }
+    say(f"{INDENT}-> {reply.text}")
+    one = "yes" if len(chats) == 1 else "no"
+    say(f"{INDENT}   one Devic chat for the whole turn: {one}")
 
     say()
     say("Done. Next: `python -m langchain_devic chat`, or the README's guide.")

@@ -114,6 +114,17 @@ def test_demo_tours_the_bundled_emulator() -> None:
     joined = pieces.group(2).replace(" | ", "")
     assert joined == "Reply 1 from demo-assistant: Tell me about the tram lines."
     assert "progress: processing -> completed" in out
+
+    # Your own tools: the assistant's call ran here, its result went back to
+    # the waiting run, and the answer is built from it, in one Devic chat.
+    ran = re.search(
+        r"^   assistant calls local_time\(\{'city': 'Lisbon'\}\) -> (.+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert ran is not None
+    assert f"   -> It is {ran.group(1)} right now." in out
+    assert "one Devic chat for the whole turn: yes" in out
     assert result.stderr == ""
 
 
