@@ -446,23 +446,22 @@ class _BaseDevicClient:
         return not error.is_retryable
 
     @staticmethod
-    def _explained(error: DevicError, chat_uuid: str | None) -> DevicError:
-        """A write's final error; a busy chat's says what may hold it and what to do."""
-        if isinstance(error, DevicConflictError) and chat_uuid is not None:
-            error.message = (
-                f"{error.message} (chat {chat_uuid} is busy: a turn is still running "
-                "there, or it waits for the results of client tool calls. Wait and "
-                "send again, answer the calls with ToolMessages, or stop the run "
-                "with ChatDevic.stop_chat.)"
-            )
-            error.args = (error.message,)
-        return error
-
-    @staticmethod
-    def _undelivered(error: DevicError, chat_uuid: str, note: str) -> DevicError:
-        """`error`, its message extended with what became of the tool results."""
+    def _with_note(error: DevicError, note: str) -> DevicError:
+        """`error`, its message extended with `note` (what it means for the caller)."""
         error.message = f"{error.message} {note}"
         error.args = (error.message,)
+        return error
+
+    def _explained(self, error: DevicError, chat_uuid: str | None) -> DevicError:
+        """A write's final error; a busy chat's says what may hold it and what to do."""
+        if isinstance(error, DevicConflictError) and chat_uuid is not None:
+            return self._with_note(
+                error,
+                f"(chat {chat_uuid} is busy: a turn is still running there, or it "
+                "waits for the results of client tool calls. Wait and send again, "
+                "answer the calls with ToolMessages, or stop the run with "
+                "ChatDevic.stop_chat.)",
+            )
         return error
 
     def _settle_answers(
@@ -474,17 +473,15 @@ class _BaseDevicClient:
     ) -> None:
         """After a write of unknown outcome: return if the results landed, or raise."""
         if isinstance(view, DevicError):
-            raise self._undelivered(
+            raise self._with_note(
                 error,
-                chat_uuid,
                 f"Whether the tool results reached chat {chat_uuid} is unknown (its "
                 f"view could not be read: {view.message}). Read the chat before "
                 "invoking again: if it still waits, the same messages resend them.",
             ) from None
         if answered & _wire.pending_call_ids(view):
-            raise self._undelivered(
+            raise self._with_note(
                 error,
-                chat_uuid,
                 f"The tool results were not delivered to chat {chat_uuid} (it "
                 "still waits for them). Invoking again with the same messages "
                 "resends them.",
@@ -939,6 +936,18 @@ class DevicClient(_BaseDevicClient):
             wait = schedule.next_wait(observation)
             _sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
 
+    def wait_idle(self, assistant_id: str, chat_uuid: str, deadline: float) -> None:
+        """Read the chat until its current run ends (or waits for a client).
+
+        Only reads, so it never disturbs the run. It gives up quietly at
+        `deadline`, when the run fails or the chat cannot be read: the caller's
+        next write finds out how the chat stands.
+        """
+        tracker = _runs.RunTracker(chat_uuid)
+        with contextlib.suppress(DevicError):
+            for _ in self._poll_run(assistant_id, tracker, deadline):
+                pass
+
     def chat_totals(self, assistant_id: str, chat_uuid: str) -> tuple[int, int] | None:
         """The chat's token totals so far, or `None` if the history cannot say.
 
@@ -1261,6 +1270,20 @@ class AsyncDevicClient(_BaseDevicClient):
                 return
             wait = schedule.next_wait(observation)
             await _asleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+
+    async def wait_idle(
+        self, assistant_id: str, chat_uuid: str, deadline: float
+    ) -> None:
+        """Read the chat until its current run ends (or waits for a client).
+
+        Only reads, so it never disturbs the run. It gives up quietly at
+        `deadline`, when the run fails or the chat cannot be read: the caller's
+        next write finds out how the chat stands.
+        """
+        tracker = _runs.RunTracker(chat_uuid)
+        with contextlib.suppress(DevicError):
+            async for _ in self._poll_run(assistant_id, tracker, deadline):
+                pass
 
     async def chat_totals(
         self, assistant_id: str, chat_uuid: str

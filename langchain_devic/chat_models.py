@@ -97,13 +97,43 @@ PROGRESS_EVENT = "devic_progress"
 
 
 @dataclass(frozen=True)
-class _ProgressSink:
+class ProgressSink:
     """Where a run's progress events go: the model run's handlers and id."""
 
     handlers: list[BaseCallbackHandler]
     run_id: uuid.UUID
     tags: list[str]
     metadata: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
+    ) -> ProgressSink:
+        """The sink of a model run."""
+        return cls(
+            run_manager.handlers,
+            run_manager.run_id,
+            run_manager.tags,
+            run_manager.metadata,
+        )
+
+    def report(self, events: list[dict[str, Any]]) -> None:
+        """Dispatch each event as a `devic_progress` custom event of the run."""
+        if events:
+            manager = CallbackManager(
+                self.handlers, tags=self.tags, metadata=self.metadata
+            )
+            for event in events:
+                manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
+
+    async def areport(self, events: list[dict[str, Any]]) -> None:
+        """Dispatch each event as a `devic_progress` custom event of the run."""
+        if events:
+            manager = AsyncCallbackManager(
+                self.handlers, tags=self.tags, metadata=self.metadata
+            )
+            for event in events:
+                await manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
 
 
 @dataclass(frozen=True)
@@ -135,7 +165,7 @@ class _Call:
         )
 
 
-_PROGRESS: ContextVar[_ProgressSink | None] = ContextVar(
+_PROGRESS: ContextVar[ProgressSink | None] = ContextVar(
     "langchain_devic_progress", default=None
 )
 
@@ -575,7 +605,7 @@ class ChatDevic(BaseChatModel):
             config = {**config, "run_id": uuid.uuid4()}
         return config
 
-    def _progress_sink(self, config: RunnableConfig) -> _ProgressSink:
+    def _progress_sink(self, config: RunnableConfig) -> ProgressSink:
         manager = CallbackManager.configure(
             config.get("callbacks"),
             self.callbacks,
@@ -586,11 +616,11 @@ class ChatDevic(BaseChatModel):
             self.metadata,
         )
         run_id = config.get("run_id") or uuid.uuid4()
-        return _ProgressSink(manager.handlers, run_id, manager.tags, manager.metadata)
+        return ProgressSink(manager.handlers, run_id, manager.tags, manager.metadata)
 
     @staticmethod
     def _reporting(
-        chunks: Iterator[AIMessageChunk], sink: _ProgressSink
+        chunks: Iterator[AIMessageChunk], sink: ProgressSink
     ) -> Iterator[AIMessageChunk]:
         try:
             while True:
@@ -609,7 +639,7 @@ class ChatDevic(BaseChatModel):
 
     @staticmethod
     async def _areporting(
-        chunks: AsyncIterator[AIMessageChunk], sink: _ProgressSink
+        chunks: AsyncIterator[AIMessageChunk], sink: ProgressSink
     ) -> AsyncIterator[AIMessageChunk]:
         try:
             while True:
@@ -629,15 +659,10 @@ class ChatDevic(BaseChatModel):
     @staticmethod
     def _sink_for(
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-    ) -> _ProgressSink | None:
+    ) -> ProgressSink | None:
         if run_manager is None:
             return _PROGRESS.get()
-        return _ProgressSink(
-            run_manager.handlers,
-            run_manager.run_id,
-            run_manager.tags,
-            run_manager.metadata,
-        )
+        return ProgressSink.of(run_manager)
 
     def stream_events(
         self,
@@ -896,12 +921,8 @@ class ChatDevic(BaseChatModel):
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
         for observation in client.follow_run(assistant_id, tracker):
-            if sink is not None and observation.progress:
-                report = CallbackManager(
-                    sink.handlers, tags=sink.tags, metadata=sink.metadata
-                )
-                for event in observation.progress:
-                    report.on_custom_event(PROGRESS_EVENT, event, run_id=sink.run_id)
+            if sink is not None:
+                sink.report(observation.progress)
             for piece in cutter.feed(observation.text):
                 chunk = self._text_chunk(piece)
                 if run_manager:
@@ -961,14 +982,8 @@ class ChatDevic(BaseChatModel):
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
         async for observation in client.follow_run(assistant_id, tracker):
-            if sink is not None and observation.progress:
-                areport = AsyncCallbackManager(
-                    sink.handlers, tags=sink.tags, metadata=sink.metadata
-                )
-                for event in observation.progress:
-                    await areport.on_custom_event(
-                        PROGRESS_EVENT, event, run_id=sink.run_id
-                    )
+            if sink is not None:
+                await sink.areport(observation.progress)
             for piece in cutter.feed(observation.text):
                 chunk = self._text_chunk(piece)
                 if run_manager:

@@ -30,7 +30,6 @@ that cannot be written after Devic answered is logged: the reply is returned.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ from langchain_devic._convert import (
     run_reply,
     with_chat_totals,
 )
-from langchain_devic._runs import PollSchedule, RunTracker
+from langchain_devic._runs import RunTracker
 from langchain_devic._stores import (
     DevicStoreError,
     Pending,
@@ -72,7 +71,7 @@ from langchain_devic._stores import (
     message_digest,
     now_iso,
 )
-from langchain_devic.chat_models import PROGRESS_EVENT, ChatDevic
+from langchain_devic.chat_models import ChatDevic, ProgressSink
 from langchain_devic.errors import (
     FATAL_ERRORS,
     DevicConflictError,
@@ -100,8 +99,6 @@ _CHAT_MODEL_FIELDS = frozenset(
 _RAISED: tuple[type[DevicError], ...] = (*FATAL_ERRORS, DevicStoreError)
 
 # Indirections so tests can skip real waiting.
-_sleep = time.sleep
-_asleep = asyncio.sleep
 
 #: Run statuses that end a turn without a reply: its mark is cleared.
 _ENDED_BADLY = frozenset({"error", "limit_exceeded", "waiting_for_tool_response"})
@@ -401,13 +398,6 @@ class DevicAssistantTool(BaseTool):
         message = reply_to_message(reply, self.chat_model.assistant_id)
         with_chat_totals(message, after)
         return message
-
-    def _realtime_url(self, chat_uuid: str) -> str:
-        model = self.chat_model
-        return _wire.run_url(model.base_url, model.assistant_id, chat_uuid, "realtime")
-
-    def _view(self, body: bytes) -> dict[str, Any]:
-        return _wire.parse_view(body, secret=self.chat_model.api_key.get_secret_value())
 
     def _model_run_args(self, message: str, config: RunnableConfig) -> dict[str, Any]:
         """How a platform turn shows up as the ChatDevic child run it stands for."""
@@ -753,7 +743,7 @@ class DevicAssistantTool(BaseTool):
         tracker = RunTracker(chat_uuid, message)
         try:
             for observation in client.follow_run(assistant_id, tracker):
-                self._report(run, observation.progress)
+                ProgressSink.of(run).report(observation.progress)
         except DevicError:
             if tracker.status in _ENDED_BADLY:
                 self._save(store, key, ThreadItem(chat_uuid))
@@ -782,7 +772,7 @@ class DevicAssistantTool(BaseTool):
         tracker = RunTracker(chat_uuid, message)
         try:
             async for observation in client.follow_run(assistant_id, tracker):
-                await self._areport(run, observation.progress)
+                await ProgressSink.of(run).areport(observation.progress)
         except DevicError:
             if tracker.status in _ENDED_BADLY:
                 await self._asave(store, key, ThreadItem(chat_uuid))
@@ -794,71 +784,15 @@ class DevicAssistantTool(BaseTool):
     def _await_idle(self, chat_uuid: str, deadline: float) -> None:
         """Wait until the chat's current run (not this call's) has ended.
 
-        Only reads (polling the realtime view): another call's run is never
-        stopped from here. A chat that cannot be read is left to the send.
+        Only reads: another call's run is never stopped from here.
         """
-        client = self.chat_model.client
-        url = self._realtime_url(chat_uuid)
         model = self.chat_model
-        schedule = PollSchedule(model.poll_interval, model.max_poll_interval)
-        tracker = RunTracker(chat_uuid)
-        while time.monotonic() < deadline:
-            try:
-                observation = tracker.observe(
-                    self._view(client.read(url, deadline=deadline))
-                )
-            except DevicError:
-                return
-            if observation.done or observation.error is not None:
-                return
-            _sleep(
-                min(
-                    schedule.next_wait(observation), max(deadline - time.monotonic(), 0)
-                )
-            )
+        model.client.wait_idle(model.assistant_id, chat_uuid, deadline)
 
     async def _aawait_idle(self, chat_uuid: str, deadline: float) -> None:
         """Wait until the chat's current run (not this call's) has ended.
 
-        Only reads (polling the realtime view): another call's run is never
-        stopped from here. A chat that cannot be read is left to the send.
+        Only reads: another call's run is never stopped from here.
         """
-        client = self.chat_model.async_client
-        url = self._realtime_url(chat_uuid)
         model = self.chat_model
-        schedule = PollSchedule(model.poll_interval, model.max_poll_interval)
-        tracker = RunTracker(chat_uuid)
-        while time.monotonic() < deadline:
-            try:
-                observation = tracker.observe(
-                    self._view(await client.read(url, deadline=deadline))
-                )
-            except DevicError:
-                return
-            if observation.done or observation.error is not None:
-                return
-            await _asleep(
-                min(
-                    schedule.next_wait(observation), max(deadline - time.monotonic(), 0)
-                )
-            )
-
-    @staticmethod
-    def _report(run: CallbackManagerForLLMRun, events: list[dict[str, Any]]) -> None:
-        """Dispatch the run's progress as `devic_progress` events of the model run."""
-        if events:
-            report = CallbackManager(run.handlers, tags=run.tags, metadata=run.metadata)
-            for event in events:
-                report.on_custom_event(PROGRESS_EVENT, event, run_id=run.run_id)
-
-    @staticmethod
-    async def _areport(
-        run: AsyncCallbackManagerForLLMRun, events: list[dict[str, Any]]
-    ) -> None:
-        """Dispatch the run's progress as `devic_progress` events of the model run."""
-        if events:
-            report = AsyncCallbackManager(
-                run.handlers, tags=run.tags, metadata=run.metadata
-            )
-            for event in events:
-                await report.on_custom_event(PROGRESS_EVENT, event, run_id=run.run_id)
+        await model.async_client.wait_idle(model.assistant_id, chat_uuid, deadline)

@@ -1,0 +1,1 @@
+"""Package marker: the worker process runs as `python -m tests.postgres._worker`."""

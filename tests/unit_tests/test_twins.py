@@ -19,7 +19,7 @@ import pytest
 from langchain_devic._client import AsyncDevicClient, DevicClient
 from langchain_devic._locks import LockTable
 from langchain_devic._stores import ThreadStore
-from langchain_devic.chat_models import ChatDevic
+from langchain_devic.chat_models import ChatDevic, ProgressSink
 from langchain_devic.locks import InProcessLock, PostgresAdvisoryLock
 from langchain_devic.tools import DevicAssistantTool
 
@@ -165,7 +165,8 @@ TWINS = [
     (DevicAssistantTool._start, DevicAssistantTool._astart),
     (DevicAssistantTool._follow, DevicAssistantTool._afollow),
     (DevicAssistantTool._await_idle, DevicAssistantTool._aawait_idle),
-    (DevicAssistantTool._report, DevicAssistantTool._areport),
+    (ProgressSink.report, ProgressSink.areport),
+    (DevicClient.wait_idle, AsyncDevicClient.wait_idle),
     (ThreadStore.get, ThreadStore.aget),
     (ThreadStore.put, ThreadStore.aput),
     (LockTable.hold, LockTable.ahold),
