@@ -1,0 +1,1 @@
+"""Hostile-server tests: the client's promises held against a peer that misbehaves."""
