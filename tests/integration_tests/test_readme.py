@@ -1,16 +1,21 @@
-"""The README's set-up commands and every Python block in it, executed.
+"""The README and the docs pages: set-up commands, links, and every Python block.
 
-Each ```python block runs on its own, in a fresh namespace and in README order,
-as a reader pasting it would run it: blocks are written to be self-contained.
-`DEVIC_API_KEY`, `DEVIC_BASE_URL` and `DEVIC_ASSISTANT_ID` point at an emulator
-served on 127.0.0.1 for that block. A block preceded by
-`<!-- requires-live-devic -->` needs live services: it is compiled (so it stays
-valid Python) and skipped with that reason.
+Each ```python block of `README.md` and of every page under `docs/` runs on
+its own, in a fresh namespace and in page order, as a reader pasting it would
+run it: blocks are written to be self-contained. `DEVIC_API_KEY`,
+`DEVIC_BASE_URL` and `DEVIC_ASSISTANT_ID` point at an emulator served on
+127.0.0.1 for that block. A block preceded by `<!-- requires-live-devic -->`
+needs live services: it is compiled (so it stays valid Python) and skipped
+with that reason.
+
+The docs site itself (`mkdocs build --strict`, which also checks every link
+between pages) is built by `.ci/run`; the checks here need no MkDocs.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +29,32 @@ from langchain_devic.testing import DevicEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+DOC_PAGES = sorted(DOCS.rglob("*.md"))
+MKDOCS = ROOT / "mkdocs.yml"
 LIVE_MARKER = "<!-- requires-live-devic -->"
 KEY = "readme-test-key"
-#: Fewer runnable blocks than this means the extraction (or the README) broke.
-MIN_RUNNABLE_BLOCKS = 12
+#: The README's longest allowed length: the guides live in docs/.
+README_MAX_LINES = 250
+#: Fewer runnable blocks than these means the extraction (or a page) broke.
+MIN_RUNNABLE_README_BLOCKS = 2
+MIN_RUNNABLE_DOCS_BLOCKS = 22
+#: The live marker is only used where it is needed.
+MAX_LIVE_README_BLOCKS = 0
+MAX_LIVE_DOCS_BLOCKS = 2
 
 _FENCE = re.compile(
     r"^```(?P<lang>[\w-]*)[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL
 )
+_HEADING = re.compile(r"^#{1,6} (?P<title>.+?)[ \t]*$", re.MULTILINE)
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block of the README."""
+    """One fenced block of a Markdown page."""
 
+    page: str
     lang: str
     code: str
     line: int
@@ -45,16 +62,21 @@ class Block:
 
     @property
     def name(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.page}:{self.line}"
 
 
-def readme_blocks() -> list[Block]:
-    text = README.read_text(encoding="utf-8")
+def page_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def markdown_blocks(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
     blocks = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()].rstrip()
         blocks.append(
             Block(
+                page=page_name(path),
                 lang=match["lang"],
                 code=match["code"],
                 line=text.count("\n", 0, match.start()) + 1,
@@ -64,7 +86,34 @@ def readme_blocks() -> list[Block]:
     return blocks
 
 
-PYTHON_BLOCKS = [block for block in readme_blocks() if block.lang == "python"]
+def readme_blocks() -> list[Block]:
+    return markdown_blocks(README)
+
+
+def python_blocks(paths: list[Path]) -> list[Block]:
+    return [b for path in paths for b in markdown_blocks(path) if b.lang == "python"]
+
+
+README_PYTHON_BLOCKS = python_blocks([README])
+DOCS_PYTHON_BLOCKS = python_blocks(DOC_PAGES)
+PYTHON_BLOCKS = README_PYTHON_BLOCKS + DOCS_PYTHON_BLOCKS
+
+
+def without_code(text: str) -> str:
+    """The page with its fenced blocks blanked (headings and links in code aside)."""
+    return _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+
+
+def slug(title: str) -> str:
+    """A heading's anchor, as Python-Markdown's `toc` (MkDocs) and GitHub make it."""
+    text = unicodedata.normalize("NFKD", title)
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def anchors(path: Path) -> set[str]:
+    text = without_code(path.read_text(encoding="utf-8"))
+    return {slug(m["title"]) for m in _HEADING.finditer(text)}
 
 
 @pytest.fixture
@@ -81,21 +130,29 @@ def devic_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[DevicEmulator]:
 @pytest.mark.parametrize(
     "block", PYTHON_BLOCKS, ids=[block.name for block in PYTHON_BLOCKS]
 )
-def test_readme_python_block(block: Block, devic_env: DevicEmulator) -> None:
+def test_python_block(block: Block, devic_env: DevicEmulator) -> None:
     compiled = compile(block.code, block.name, "exec")
     if block.live:
         pytest.skip(f"{block.name} requires live Devic (marked {LIVE_MARKER})")
-    exec(compiled, {"__name__": f"readme_{block.line}"})  # noqa: S102 - our README
+    namespace = re.sub(r"\W", "_", block.name)
+    exec(compiled, {"__name__": namespace})  # noqa: S102 - our own docs
     assert devic_env.requests or "DevicEmulator(" in block.code, (
         f"{block.name} ran without talking to Devic"
     )
 
 
-def test_readme_runs_enough_blocks() -> None:
-    runnable = [block for block in PYTHON_BLOCKS if not block.live]
-    assert len(runnable) >= MIN_RUNNABLE_BLOCKS
-    # The live marker is only used where it is needed.
-    assert len(PYTHON_BLOCKS) - len(runnable) <= 2
+@pytest.mark.parametrize(
+    ("blocks", "minimum", "max_live"),
+    [
+        (README_PYTHON_BLOCKS, MIN_RUNNABLE_README_BLOCKS, MAX_LIVE_README_BLOCKS),
+        (DOCS_PYTHON_BLOCKS, MIN_RUNNABLE_DOCS_BLOCKS, MAX_LIVE_DOCS_BLOCKS),
+    ],
+    ids=["README", "docs"],
+)
+def test_enough_blocks_run(blocks: list[Block], minimum: int, max_live: int) -> None:
+    runnable = [block for block in blocks if not block.live]
+    assert len(runnable) >= minimum
+    assert len(blocks) - len(runnable) <= max_live
 
 
 def test_readme_starts_with_the_two_setup_commands() -> None:
@@ -118,14 +175,47 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
     assert re.search(r"^python -m pytest$", ci, re.MULTILINE)
 
 
-def test_readme_documents_every_error_and_field() -> None:
+def test_readme_is_short_and_offline_first() -> None:
     text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_MAX_LINES
+    # The first Python block runs on the emulator, needing no account.
+    first = README_PYTHON_BLOCKS[0]
+    assert "DevicEmulator(" in first.code
+    assert not first.live
+
+
+def test_docs_document_every_error_and_field() -> None:
+    errors_page = (DOCS / "errors.md").read_text(encoding="utf-8")
     errors = [name for name in langchain_devic.__all__ if name.startswith("Devic")]
     errors.remove("DevicAssistantTool")
     for name in errors:
-        assert f"| `{name}`" in text, f"{name} is missing from the error table"
+        assert f"| `{name}`" in errors_page, f"{name} is missing from the error table"
     # ChatDevic's own fields (and `cache`, whose default it changes).
+    config_page = (DOCS / "configuration.md").read_text(encoding="utf-8")
     own = set(ChatDevic.model_fields) - set(BaseChatModel.model_fields) | {"cache"}
     for field in sorted(own - {"assistant_id"}):
-        assert f"| `{field}` |" in text, f"{field} is missing from the config table"
-    assert "| `assistant_id` (alias `model`) |" in text
+        assert f"| `{field}` |" in config_page, f"{field} is missing from the table"
+    assert "| `assistant_id` (alias `model`) |" in config_page
+
+
+def test_every_docs_page_is_in_the_nav() -> None:
+    nav = set(re.findall(r":\s*(\S+\.md)\s*$", MKDOCS.read_text("utf-8"), re.M))
+    pages = {path.relative_to(DOCS).as_posix() for path in DOC_PAGES}
+    assert pages == nav
+
+
+@pytest.mark.parametrize(
+    "path", [README, *DOC_PAGES], ids=[page_name(p) for p in [README, *DOC_PAGES]]
+)
+def test_relative_links_resolve(path: Path) -> None:
+    """Links to files and headings exist (MkDocs checks docs/ too, not the README)."""
+    text = without_code(path.read_text(encoding="utf-8"))
+    for match in _LINK.finditer(text):
+        target = match["target"]
+        if re.match(r"[a-z]+:", target):
+            continue  # an absolute URL
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.is_file(), f"{page_name(path)}: {target} does not exist"
+        if anchor:
+            assert anchor in anchors(linked), f"{page_name(path)}: no #{anchor}"
