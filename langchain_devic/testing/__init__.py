@@ -35,7 +35,8 @@ them::
             return CallTools(ClientCall("get_weather", {"city": "Paris"}))
         return f"It is {conversation.tool_results[0]['content']}."
 
-From a shell: `python -m langchain_devic.testing --port 8765`.
+From a shell: `python -m langchain_devic.testing --port 8765` (it prints its
+URL and a random API key, new at each start, unless `--api-key` gives one).
 
 This module is the facade: `DevicEmulator` is the core (`_core`: request log,
 routes, turns) with its faces (`_transport`, `_server`); each chat's state, run
@@ -118,7 +119,12 @@ class DevicEmulator(Core):
     then, with the turn so far. `wait_idle()` counts a waiting run as idle.
 
     Args:
-        api_key: The bearer token the emulator accepts.
+        api_key: The bearer token the emulator accepts; by default the fixed,
+            documented test key `DEFAULT_API_KEY` (`"emulator-key"`), for
+            emulators a test or notebook builds in-process. Give `serve()` a
+            key of your own when other programs on the machine should not
+            guess it: `python -m langchain_devic.testing` picks a new random
+            key at each start (printed once) unless `--api-key` gives one.
         assistants: `None` accepts any assistant id with the default reply;
             otherwise only these ids exist (a mapping gives each its reply
             function, `None` meaning the default reply). A reply function

@@ -1,7 +1,11 @@
 """Run the Devic emulator from a shell: `python -m langchain_devic.testing`.
 
 Serves on a loopback port until Ctrl-C (or SIGTERM) and prints the base URL and
-the fake API key to use, so a notebook or `curl` can talk to it. With
+the API key to use, once, so a notebook or `curl` can talk to it. The key is a
+new random one at each start unless `--api-key` gives one: another program or
+user on the machine can reach a loopback port, but cannot guess the key. (An
+emulator built in-process, `DevicEmulator()`, keeps the fixed test key
+`DEFAULT_API_KEY` unless given another.) With
 `--dialect platform` it serves Devic's platform API: message lists, `?async=true`
 runs, the realtime view, the SSE stream (unless `--no-sse`), stop, the chat
 history and the chat list.
@@ -9,19 +13,22 @@ history and the chat list.
 Other processes (a test's workers, a notebook) can read what it received:
 `--log FILE` keeps the request log there as JSON lines, and
 `GET /_emulator/requests` (with the API key) answers it as JSON. Neither ever
-holds a credential.
+holds a credential. The log file is created `0600`; a symbolic link at its path
+is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator, EmulatorServer
+from langchain_devic.testing import DevicEmulator, EmulatorServer
+from langchain_devic.testing._server import prepare_request_log
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--api-key",
-        default=DEFAULT_API_KEY,
-        help="bearer token to accept (default: %(default)s)",
+        metavar="KEY",
+        help="bearer token to accept (default: a new random one, printed at start)",
     )
     parser.add_argument(
         "--dialect",
@@ -91,15 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--latency must be >= 0")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be in 0..65535")
+    if args.api_key is not None and (
+        not args.api_key.strip() or args.api_key != args.api_key.strip()
+    ):
+        parser.error("--api-key must not be empty or have surrounding whitespace")
     if args.log is not None:
         try:  # fail now, not after binding the port
-            with open(args.log, "a", encoding="utf-8"):
-                pass
+            prepare_request_log(args.log)
         except OSError as exc:
             parser.error(f"cannot write --log {args.log}: {exc.strerror or exc}")
+    api_key = args.api_key or secrets.token_urlsafe(24)
 
     emulator = DevicEmulator(
-        api_key=args.api_key,
+        api_key=api_key,
         dialect=args.dialect,
         random_seed=args.random_seed,
         sse=args.sse,
@@ -126,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     print(
-        f"Devic emulator listening on {server.base_url} (API key: {args.api_key})",
+        f"Devic emulator listening on {server.base_url} (API key: {api_key})",
         flush=True,
     )
     try:

@@ -13,6 +13,17 @@ Another process can read the request log, which never holds a credential:
 (`{"requests": [...]}`, one object per request, see `record_to_json`), and a
 server built with `log_path` keeps that file as JSON lines, rewritten before
 each answer leaves (so a client that has its answer finds its request there).
+The log file is created `0600`, never through a symbolic link, and each
+rewrite goes through a temporary file with an unpredictable name.
+
+A browser page can reach a loopback port through a name it controls (DNS
+rebinding), so every request must name a loopback host in its `Host` header
+(`127.0.0.0/8`, `localhost`, `[::1]`, any port); another is refused with 421.
+A request body is read only in a valid framing (a decimal `Content-Length`, or
+chunks with hexadecimal sizes) and up to `MAX_BODY_BYTES` on every framing;
+otherwise it is refused (400, or 413 `PAYLOAD_TOO_LARGE`), and the rest of what
+the client sends is read and thrown away for a moment, so that it receives the
+refusal instead of a reset connection.
 """
 
 from __future__ import annotations
@@ -20,12 +31,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import json
 import os
+import re
 import socket
 import socketserver
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -47,6 +62,8 @@ __all__ = [
     "REQUESTS_PATH",
     "EmulatorServer",
     "is_loopback_host",
+    "is_loopback_host_header",
+    "prepare_request_log",
     "record_to_json",
     "write_request_log",
 ]
@@ -63,13 +80,35 @@ POLL_INTERVAL = 0.05
 #: Seconds a finished stream stays open after its last frame.
 STREAM_LINGER = 0.25
 
+#: After a refusal that leaves a body unread, what the server still reads (and
+#: throws away) so the client gets the answer rather than a reset: at most
+#: these bytes, for at most these seconds, until the client is this long quiet.
+DISCARD_MAX_BYTES = 4 * MAX_BODY_BYTES
+DISCARD_MAX_SECONDS = 5.0
+DISCARD_IDLE_SECONDS = 1.0
+
+#: The longest line a chunk size (with its extensions) or a trailer may take.
+MAX_LINE = 8192
+#: The most trailer lines a chunked body may end with.
+MAX_TRAILERS = 100
+
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+_HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_PORT = re.compile(r"(?::[0-9]{0,5})?")
+
 
 class _BodyError(Exception):
     """The request body could not be read (bad length or chunking, too large)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+
+
+def _too_large() -> _BodyError:
+    limit = f"{MAX_BODY_BYTES // (1024 * 1024)} MiB"
+    return _BodyError(413, f"Request body over {limit}", "PAYLOAD_TOO_LARGE")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,17 +124,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         emulator = self.server.emulator
-        if self.path.split("?", 1)[0] == REQUESTS_PATH:
-            self._answer_log()
+        refusal = self._host_refusal()
+        if refusal is not None:
+            self._refuse(refusal)
             return
         try:
             body = self._read_body()
         except _BodyError as exc:
-            self.close_connection = True
-            refusal = error_answer(
-                exc.status, str(exc), "BAD_REQUEST", emulator.dialect
-            )
-            self._send(refusal)
+            self._refuse(error_answer(exc.status, str(exc), exc.code, emulator.dialect))
+            return
+        if self.path.split("?", 1)[0] == REQUESTS_PATH:
+            self._answer_log()
             return
         try:
             exchange = emulator.begin(
@@ -124,7 +163,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_log(self) -> None:
         """The request log as JSON (GET, bearer token); itself never logged."""
         emulator = self.server.emulator
-        self._read_body()
         if self.command != "GET":
             self._send(error_answer(405, "Use GET", "METHOD_NOT_ALLOWED", "flat"))
         elif not emulator._authorized(list(self.headers.items())):
@@ -135,45 +173,137 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             self._send(Answer(200, (("Content-Type", JSON_CONTENT_TYPE),), body))
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        try:
-            length = int(raw)
-        except ValueError:
-            raise _BodyError(400, "Invalid Content-Length") from None
-        if length < 0:
+    def handle_expect_100(self) -> bool:
+        """Refuse at once (no `100 Continue`) a request that will be refused anyway."""
+        refusal = self._host_refusal()
+        if refusal is None:
+            try:
+                self._body_framing()
+            except _BodyError as exc:
+                dialect = self.server.emulator.dialect
+                refusal = error_answer(exc.status, str(exc), exc.code, dialect)
+        if refusal is not None:
+            self._refuse(refusal)
+            return False
+        return super().handle_expect_100()
+
+    def _host_refusal(self) -> Answer | None:
+        """A 421 unless the `Host` header names a loopback host (or is absent).
+
+        A browser always sends one; a page served from a name that resolves to
+        127.0.0.1 (DNS rebinding) sends its own name, which is refused here.
+        """
+        hosts = self.headers.get_all("Host") or []
+        if not hosts or (len(hosts) == 1 and is_loopback_host_header(hosts[0])):
+            return None
+        message = (
+            "The Devic emulator only answers requests addressed to a loopback "
+            "host (127.0.0.1, localhost or [::1]); check the Host header"
+        )
+        dialect = self.server.emulator.dialect
+        return error_answer(421, message, "MISDIRECTED_REQUEST", dialect)
+
+    def _body_framing(self) -> int | None:
+        """The declared body length (`None`: chunked), or a `_BodyError`."""
+        codings = [
+            coding.strip().lower()
+            for value in self.headers.get_all("Transfer-Encoding") or []
+            for coding in value.split(",")
+            if coding.strip()
+        ]
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if codings:
+            if codings != ["chunked"]:
+                raise _BodyError(400, "Unsupported Transfer-Encoding")
+            if lengths:  # a smuggling attempt or a broken proxy: answer, then close
+                self.close_connection = True
+            return None
+        if not lengths:
+            return 0
+        raw = lengths.pop() if len(lengths) == 1 else ""  # two lengths: refused
+        if not _DECIMAL.fullmatch(raw):
             raise _BodyError(400, "Invalid Content-Length")
-        if length > MAX_BODY_BYTES:
-            raise _BodyError(413, "Request body too large")
-        return self.rfile.read(length)
+        if int(raw) > MAX_BODY_BYTES:
+            raise _too_large()
+        return int(raw)
+
+    def _read_body(self) -> bytes:
+        length = self._body_framing()
+        if length is None:
+            return self._read_chunked()
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            raise _BodyError(400, "Request body shorter than its Content-Length")
+        return body
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BodyError(400, "Invalid chunked encoding") from None
+            line = self.rfile.readline(MAX_LINE + 1)
+            if not line.endswith(b"\n"):
+                raise _BodyError(400, "Invalid chunked encoding")
+            raw = line.split(b";", 1)[0].strip(b" \t\r\n")
+            if not _HEX_SIZE.fullmatch(raw):
+                raise _BodyError(400, "Invalid chunk size in chunked encoding")
+            size = int(raw, 16)
             if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
+                self._read_trailers()
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY_BYTES:
-                raise _BodyError(413, "Request body too large")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(65537)
+                raise _too_large()
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BodyError(400, "Invalid chunked encoding")
+            chunks.append(chunk)
+
+    def _read_trailers(self) -> None:
+        for _ in range(MAX_TRAILERS):
+            line = self.rfile.readline(MAX_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                return
+            if not line.endswith(b"\n"):
+                break
+        raise _BodyError(400, "Invalid chunked encoding trailer")
+
+    def _refuse(self, answer: Answer) -> None:
+        """Answer, then close the connection without resetting it.
+
+        What the client still sends (the rest of a body too large or badly
+        framed) is read and thrown away, within bounds, so that it reads the
+        answer instead of a reset.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send(answer)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self._discard_input()
+
+    def _discard_input(self) -> None:
+        deadline = time.monotonic() + DISCARD_MAX_SECONDS
+        left = DISCARD_MAX_BYTES
+        reader: Any = self.rfile
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.server.closing.is_set():
+                return
+            self.connection.settimeout(min(DISCARD_IDLE_SECONDS, remaining))
+            try:
+                data = reader.read1(min(left, 65536))
+            except TimeoutError:
+                return
+            if not data:
+                return
+            left -= len(data)
 
     def _send(self, answer: Answer) -> None:
         self.send_response_only(answer.status)
         for name, value in answer.wire_headers():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
@@ -279,11 +409,14 @@ class EmulatorServer:
         port: The port; `0` picks a free one.
         log_path: A file to keep the request log in, as JSON lines (one
             `record_to_json` object per request), rewritten as a whole before
-            each answer; `None` keeps none (`GET /_emulator/requests` always
-            answers the log).
+            each answer; created `0600`, refused if it is a symbolic link or
+            not a regular file; `None` keeps none (`GET /_emulator/requests`
+            always answers the log).
 
     Raises:
         ValueError: If `host` is not a loopback address.
+        OSError: If `log_path` cannot be written, is a symbolic link or is not
+            a regular file (before any port is bound).
     """
 
     #: The loopback admin route that answers the request log as JSON.
@@ -309,6 +442,8 @@ class EmulatorServer:
             bind_host = "127.0.0.1"
         self.emulator = emulator
         self.log_path = None if log_path is None else Path(log_path)
+        if self.log_path is not None:
+            prepare_request_log(self.log_path)
         self._httpd = _LoopbackHTTPServer(emulator, bind_host, port, self.log_path)
         self._httpd.write_log()  # an empty log exists as soon as the server does
         self.host: str = bind_host
@@ -403,12 +538,69 @@ def record_to_json(record: RecordedRequest) -> dict[str, Any]:
     return out
 
 
+def is_loopback_host_header(value: str) -> bool:
+    """Whether a `Host` header names a loopback host, with any port or none.
+
+    `127.0.0.1:8765`, `localhost`, `[::1]:80` are; `evil.example:8765`,
+    `127.0.0.1.nip.io` or `localhost:http` are not.
+    """
+    value = value.strip()
+    if value.startswith("["):
+        host, bracket, port = value[1:].partition("]")
+        if not bracket:
+            return False
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+        port = ":" + port
+    else:  # a bare name, or an unbracketed IPv6 address
+        host, port = value, ""
+    return bool(host) and _PORT.fullmatch(port) is not None and is_loopback_host(host)
+
+
+def prepare_request_log(path: str | os.PathLike[str]) -> None:
+    """Create (or check) the request log file: `0600`, never through a symlink.
+
+    Raises:
+        OSError: If `path` is a symbolic link, not a regular file, or cannot be
+            opened for writing; `strerror` says which.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if os.path.islink(path):  # also where O_NOFOLLOW does not exist
+        raise OSError(errno.ELOOP, _SYMLINK_REFUSED, os.fspath(path))
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, _SYMLINK_REFUSED, os.fspath(path)) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            msg = "not a regular file"
+            raise OSError(errno.EINVAL, msg, os.fspath(path))
+    finally:
+        os.close(fd)
+
+
+_SYMLINK_REFUSED = "is a symbolic link; refusing to write the request log through it"
+
+
 def write_request_log(path: Path, records: Sequence[RecordedRequest]) -> None:
     """Write `records` to `path` as JSON lines, in one atomic replace.
 
-    A reader never sees half a log.
+    A reader never sees half a log. The lines go to a new `0600` file with an
+    unpredictable name beside `path` (`mkstemp`), which then replaces `path`:
+    a symbolic link planted at `path` is replaced, never written through.
     """
     lines = [json.dumps(record_to_json(r), ensure_ascii=False) for r in records]
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write("".join(line + "\n" for line in lines))
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
