@@ -141,9 +141,9 @@ def huge_line(request: Request, writer: Writer) -> None:
 def many_lines(request: Request, writer: Writer) -> None:
     """One 20 MiB event of short `data:` lines (each line far under the cap)."""
     writer.head(200, SSE_HEADERS)
-    writer.write(b'event: snapshot\ndata: {"status": "processing", "x": "\n')
-    writer.write_many(b"data: " + CHUNK[:4090] + b"\n", 20 * MIB // 4096)
-    writer.write(b'data: "}\n\n')
+    writer.write(b'event: snapshot\ndata: {"status": "processing", "x": [\n')
+    writer.write_many(b'data: "' + CHUNK[:4086] + b'",\n', 20 * MIB // 4096)
+    writer.write(b'data: ""]}\n\n')
 
 
 EVENTS = {"one 40 MiB line": huge_line, "a 20 MiB event of short lines": many_lines}
