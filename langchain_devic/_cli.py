@@ -4,18 +4,26 @@ Both subcommands pick their Devic the same way: live Devic when `DEVIC_API_KEY`
 is set, an emulator you started when `--base-url`/`DEVIC_BASE_URL` points at a
 loopback address, else the bundled emulator, started for the run. The API key
 is never printed: errors show `str(exc)`, which the package keeps token-free.
+
+A bad argument is one line, `error: ...`, on stderr and exit status 2, checked
+before anything starts; the library's log records are not printed (what the
+user must know comes as an error). Everything printed that came from the
+server (replies, progress, chat ids, error messages) goes through
+`langchain_devic._terminal`, so it cannot carry escape sequences or control
+characters to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import secrets
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import httpx
 from langchain_core.callbacks import BaseCallbackHandler
@@ -23,6 +31,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.runnables import RunnableConfig
 from pydantic import SecretStr, ValidationError
 
+from langchain_devic._terminal import StreamPrintable, printable
 from langchain_devic._version import __version__
 from langchain_devic._wire import DEFAULT_BASE_URL, is_loopback_host
 from langchain_devic.chat_models import ChatDevic
@@ -33,6 +42,16 @@ __all__ = ["Endpoint", "main"]
 
 #: The assistant id used when none is given and an emulator answers.
 EMULATOR_ASSISTANT = "demo-assistant"
+
+#: The longest conversation or assistant id the command accepts, in characters.
+MAX_ID_LENGTH = 256
+#: Characters an id cannot hold: it is one segment of a URL path.
+_PATH_CHARACTERS = frozenset("/?#%")
+
+#: The usage error of a one-shot message that is only blanks.
+EMPTY_MESSAGE = (
+    "MESSAGE is empty; give the text to send, or none to chat interactively."
+)
 
 #: What the emulator's default assistant does, so its replies make sense.
 EMULATOR_NOTE = (
@@ -86,14 +105,30 @@ def open_endpoint(
     """Yield the Devic to talk to, starting (and later stopping) an emulator if needed.
 
     Order: `DEVIC_API_KEY` set → that Devic (`--base-url`, `DEVIC_BASE_URL` or the
-    default URL; the assistant from `--assistant` or `DEVIC_ASSISTANT_ID`). No key
+    default URL; the assistant from `--assistant` or `DEVIC_ASSISTANT_ID`, which
+    a loopback URL does not need: an emulator's assistant is then used). No key
     but a loopback `--base-url`/`DEVIC_BASE_URL` → the emulator listening there,
-    with its default key. Otherwise the bundled emulator on 127.0.0.1.
+    with the fixed test key `DEFAULT_API_KEY` (an emulator built in-process with
+    no key of its own accepts it; `python -m langchain_devic.testing` prints a
+    random key to set as `DEVIC_API_KEY`). Otherwise the bundled emulator on
+    127.0.0.1.
     """
     key = environ.get("DEVIC_API_KEY", "")
     url = base_url or environ.get("DEVIC_BASE_URL") or None
-    assistant = assistant or environ.get("DEVIC_ASSISTANT_ID") or None
+    if url is not None:
+        _check_url(url, "--base-url" if base_url else "DEVIC_BASE_URL")
+    if assistant is None and environ.get("DEVIC_ASSISTANT_ID"):
+        assistant = _checked_id(environ["DEVIC_ASSISTANT_ID"], "DEVIC_ASSISTANT_ID")
     if key:
+        if url is not None and _is_loopback_url(url) and assistant is None:
+            yield Endpoint(
+                url,
+                SecretStr(key),
+                EMULATOR_ASSISTANT,
+                f"Using the Devic emulator at {url} (DEVIC_API_KEY set)",
+                is_emulator=True,
+            )
+            return
         if assistant is None:
             msg = (
                 "DEVIC_API_KEY is set but no assistant id is: set DEVIC_ASSISTANT_ID "
@@ -116,8 +151,8 @@ def open_endpoint(
             url,
             SecretStr(DEFAULT_API_KEY),
             assistant or EMULATOR_ASSISTANT,
-            f"Using the Devic emulator at {url} with its default key "
-            "(no DEVIC_API_KEY set)",
+            f"Using the Devic emulator at {url} with the fixed test key (no "
+            "DEVIC_API_KEY set; set it to the key an emulator printed at start)",
             is_emulator=True,
         )
         return
@@ -145,12 +180,72 @@ def _is_loopback_url(url: str) -> bool:
         return False
 
 
+def _check_url(url: str, source: str) -> None:
+    """Refuse a URL that cannot work, without repeating a password it holds."""
+    try:
+        parsed = httpx.URL(url.strip())
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError):
+        msg = f"{source} is not a valid URL: {url!r}."
+        raise UsageError(msg) from None
+    if parsed.userinfo:
+        msg = (
+            f"{source} must not hold a user name or password (the key is read "
+            "from DEVIC_API_KEY only)."
+        )
+        raise UsageError(msg)
+    if port is not None and not 0 < port <= 65535:
+        msg = f"{source} has an invalid port {port}: ports are 1 to 65535."
+        raise UsageError(msg)
+
+
+def _checked_id(value: str, source: str) -> str:
+    """`value` if it can be one id in a URL path, else a `UsageError`.
+
+    Blank, `.` or `..`, a `/`, `?`, `#` or `%`, a control character, or more
+    than `MAX_ID_LENGTH` characters cannot name a conversation or an assistant.
+    """
+    if not value.strip():
+        msg = f"{source} is empty; give an id, or leave {source} out."
+        raise UsageError(msg)
+    if (
+        value.strip() in {".", ".."}
+        or value != value.strip()
+        or len(value) > MAX_ID_LENGTH
+        or not _PATH_CHARACTERS.isdisjoint(value)
+        or printable(value) != value
+        or any(c in value for c in "\n\t")
+    ):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        msg = (
+            f"{source} {shown!r} is not a valid id: an id has no blanks around "
+            "it, no '/', '?', '#', '%' or control characters, is not '.' or "
+            f"'..', and is at most {MAX_ID_LENGTH} characters."
+        )
+        raise UsageError(msg)
+    return value
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, a flag given a value that cannot work."""
+    if args.assistant is not None:
+        _checked_id(args.assistant, "--assistant")
+    if args.base_url is not None and not args.base_url.strip():
+        msg = "--base-url is empty; give a URL, or leave --base-url out."
+        raise UsageError(msg)
+    if getattr(args, "chat_uuid", None) is not None:
+        _checked_id(args.chat_uuid, "--chat-uuid")
+    if getattr(args, "message", None) and not " ".join(args.message).strip():
+        raise UsageError(EMPTY_MESSAGE)
+
+
 # ------------------------------------------------------------------ formatting
 
 
 def turn_info(reply: AIMessage) -> str:
     """`chat <chatUuid> · <n> tokens` for one reply (what a turn cost, and where)."""
     chat = reply.response_metadata.get("chat_uuid") or "(none: cannot be continued)"
+    chat = printable(str(chat))
     usage = reply.usage_metadata
     if usage is None:
         tokens = "tokens not reported"
@@ -184,7 +279,7 @@ class ProgressPrinter(BaseCallbackHandler):
         detail = data.get("summary") or data.get("status")
         if data.get("tool"):
             detail = f"{detail} ({data['tool']})"
-        line = f"{self.indent}· {detail}"
+        line = printable(f"{self.indent}· {detail}").replace("\n", " ")
         print(_dim(line, self.stream), file=self.stream, flush=True)
 
 
@@ -198,10 +293,12 @@ def stream_turn(
 ) -> AIMessage:
     """Send one turn; print the reply as it is written; return it whole.
 
-    The text goes to `out` (ending with a line break), progress to the
-    printer's stream. `previous`, the chat's last reply, tells the model the
-    chat's token totals so far (no history read to count this turn's usage).
+    The text goes to `out` (ending with a line break), without escape
+    sequences or control characters (`printable`), progress to the printer's
+    stream. `previous`, the chat's last reply, tells the model the chat's token
+    totals so far (no history read to count this turn's usage).
     """
+    text_out = StreamPrintable()
     reply: AIMessageChunk | None = None
     config: RunnableConfig = {"callbacks": [progress]}
     turn: list[BaseMessage] = [HumanMessage(text)]
@@ -211,9 +308,9 @@ def stream_turn(
     ):
         turn.insert(0, previous)
     for chunk in model.stream(turn, config=config, chat_uuid=chat_uuid):
-        print(chunk.text, end="", file=out, flush=True)
+        print(text_out.feed(chunk.text), end="", file=out, flush=True)
         reply = chunk if reply is None else reply + chunk
-    print(file=out, flush=True)
+    print(text_out.flush(), file=out, flush=True)
     if reply is None:  # pragma: no cover - a stream always ends with a chunk
         msg = "Devic's run ended without a reply."
         raise DevicError(msg)
@@ -227,8 +324,10 @@ def _dim(text: str, stream: TextIO) -> str:
     return text
 
 
-def _error(exc: BaseException) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+def _error(exc: BaseException | str) -> None:
+    """One line on stderr: `error: ...` (server text in it made printable)."""
+    text = printable(str(exc)).replace("\n", " ").replace("\t", " ")
+    print(f"error: {text}", file=sys.stderr)
 
 
 def _interrupted(chat_uuid: str | None) -> int:
@@ -240,7 +339,7 @@ def _interrupted(chat_uuid: str | None) -> int:
     """
     print(file=sys.stderr)  # past the ^C the terminal echoed
     if chat_uuid is not None:
-        print(f"chat id: {chat_uuid}", file=sys.stderr)
+        print(f"chat id: {printable(chat_uuid)}", file=sys.stderr)
         print(
             "interrupted: the turn may still complete on Devic (a platform run "
             "was asked to stop after its current step); check the conversation "
@@ -297,8 +396,7 @@ def _run_chat(args: argparse.Namespace) -> int:
 def _one_shot(model: ChatDevic, text: str, chat_uuid: str | None) -> int:
     """Send one message: the reply on stdout, `chat … · tokens` on stderr."""
     if not text.strip():
-        msg = "MESSAGE is empty; give the text to send, or none to chat interactively."
-        raise UsageError(msg)
+        raise UsageError(EMPTY_MESSAGE)
     progress = ProgressPrinter(sys.stderr)
     try:
         reply = stream_turn(model, text, chat_uuid, progress, sys.stdout)
@@ -349,7 +447,7 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
             _error(exc)
             if _is_stale_chat(exc, chat_uuid):
                 print(
-                    f"Devic does not know chat {chat_uuid}: "
+                    f"Devic does not know chat {printable(str(chat_uuid))}: "
                     "type /new to start a new conversation.",
                     file=sys.stderr,
                 )
@@ -365,8 +463,17 @@ def _interactive(model: ChatDevic, assistant_id: str, chat_uuid: str | None) -> 
 # --------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: `error: ...`, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `error: <message> (see --help)` on stderr and exit with 2."""
+        _error(f"{message} (see {self.prog} --help)")
+        sys.exit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint = _Parser(add_help=False)
     endpoint.add_argument(
         "--assistant",
         metavar="ID",
@@ -380,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
         "without DEVIC_API_KEY means an emulator you started)",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m langchain_devic",
         description="Try a Devic assistant from the terminal. Without DEVIC_API_KEY "
         "the bundled emulator answers, so everything works offline. The key is "
@@ -414,11 +521,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_logs() -> None:
+    """Keep the library's log records off the terminal.
+
+    Python prints WARNING records of a logger without handlers to stderr; a
+    command's errors already say what matters, in one line. A handler the
+    user configured on the root logger still receives every record.
+    """
+    logger = logging.getLogger("langchain_devic")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code."""
+    _quiet_library_logs()
     args = _parser().parse_args(argv)
     run = _run_demo if args.command == "demo" else _run_chat
     try:
+        _check_args(args)
         return run(args)
     except UsageError as exc:
         _error(exc)

@@ -12,6 +12,9 @@
    call comes back as `tool_calls`, the function runs here, and its result
    goes back to the waiting run, in the same Devic chat.
 
+Every line it prints goes through `printable`: what the assistant wrote cannot
+carry escape sequences or control characters to the terminal.
+
 It needs only the runtime dependencies (langchain-core, httpx, pydantic), so it
 runs right after `pip install -e .`.
 """
@@ -36,6 +39,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 
+from langchain_devic._terminal import printable
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.testing import CallTools, ClientCall, Conversation, DevicEmulator
 from langchain_devic.tools import DevicAssistantTool
@@ -150,7 +154,8 @@ def run_tour(model: ChatDevic, out: TextIO) -> None:
     """Run the five scenes against `model`'s assistant, writing to `out`."""
 
     def say(text: str = "") -> None:
-        out.write(text + "\n")
+        # Every line may hold server text: no escape sequences reach a terminal.
+        out.write(printable(text) + "\n")
         out.flush()
 
     say(f"Assistant: {model.assistant_id}")

@@ -10,6 +10,7 @@ server in this process are marked `allow_hosts(["127.0.0.1"])`; the rest drive
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import re
 import signal
@@ -32,8 +33,15 @@ from langchain_devic._cli import (
     open_endpoint,
     turn_info,
 )
-from langchain_devic._demo import ScriptedPlanner, run_agent
-from langchain_devic.testing import Conversation, DevicEmulator, Fault
+from langchain_devic._demo import ScriptedPlanner, run_agent, run_tour
+from langchain_devic.testing import (
+    CallTools,
+    ClientCall,
+    Conversation,
+    DevicEmulator,
+    Fault,
+    ServerTool,
+)
 from langchain_devic.tools import DevicAssistantTool
 
 WRONG_KEY = "sk-wrong-TOKEN-5f3e9a7c1d"
@@ -193,7 +201,23 @@ def test_chat_talks_to_an_emulator_started_elsewhere_with_its_default_key() -> N
         result = run_cli("chat", "--base-url", server.base_url, "ping")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Reply 1 from demo-assistant: ping\n"
-    assert "with its default key (no DEVIC_API_KEY set)" in result.stderr
+    assert "with the fixed test key (no DEVIC_API_KEY set;" in result.stderr
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_chat_talks_to_a_command_line_emulator_with_the_key_it_printed() -> None:
+    """`python -m langchain_devic.testing` prints a random key: set it, no assistant."""
+    emulator = DevicEmulator(api_key="printed-RANDOM-key")
+    with emulator.serve() as server:
+        env = clean_env(DEVIC_API_KEY="printed-RANDOM-key")
+        result = run_cli("chat", "--base-url", server.base_url, "ping", env=env)
+        without = run_cli("chat", "--base-url", server.base_url, "ping")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Reply 1 from demo-assistant: ping\n"
+    assert "printed-RANDOM-key" not in result.stdout + result.stderr
+    assert without.returncode == 1
+    assert "set it to the key an emulator printed at start" in without.stderr
+    assert without.stderr.splitlines()[-1].startswith("error: Devic answered 401")
 
 
 def test_chat_unknown_chat_uuid_is_a_typed_error() -> None:
@@ -280,7 +304,7 @@ def test_chat_ctrl_c_during_a_slow_reply_exits_130_and_prints_the_chat_id(
         (
             ["chat", "--assistant", "..", "hi"],
             {"DEVIC_API_KEY": WRONG_KEY},
-            "error: assistant_id '..' is not a valid Devic assistant id",
+            "error: --assistant '..' is not a valid id",
         ),
     ],
 )
@@ -294,10 +318,224 @@ def test_configuration_problems_are_usage_errors(
     assert WRONG_KEY not in result.stdout + result.stderr
 
 
-def test_no_command_is_an_argparse_usage_error() -> None:
+def test_no_command_is_a_one_line_usage_error() -> None:
     result = run_cli()
     assert result.returncode == 2
-    assert "usage: python -m langchain_devic" in result.stderr
+    assert result.stderr == (
+        "error: the following arguments are required: COMMAND "
+        "(see python -m langchain_devic --help)\n"
+    )
+
+
+def test_an_empty_chat_uuid_is_one_line_not_a_traceback() -> None:
+    result = run_cli("chat", "--chat-uuid", "", "hello")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: --chat-uuid is empty; give an id, or leave --chat-uuid out.\n"
+    )
+
+
+def test_an_unknown_chat_uuid_prints_no_library_log_line() -> None:
+    result = run_cli("chat", "--chat-uuid", "bogus", "hello")
+    assert result.returncode == 1
+    assert EMULATOR_LINE.fullmatch(result.stderr.splitlines()[0])
+    assert result.stderr.splitlines()[1:] == [
+        "error: Devic answered 404 [CHAT_NOT_FOUND]: Chat 'bogus' not found"
+    ]
+
+
+#: Bad arguments, each refused before anything starts: (argv, env, message).
+BAD_ARGUMENTS = [
+    (["chat", "--chat-uuid", "", "hi"], {}, "--chat-uuid is empty"),
+    (["chat", "--chat-uuid", "   ", "hi"], {}, "--chat-uuid is empty"),
+    (["chat", "--chat-uuid", "../etc", "hi"], {}, "--chat-uuid '../etc' is not"),
+    (["chat", "--chat-uuid", "..", "hi"], {}, "--chat-uuid '..' is not a valid"),
+    (["chat", "--chat-uuid", "a?b=1", "hi"], {}, "--chat-uuid 'a?b=1' is not"),
+    (["chat", "--chat-uuid", "a#b", "hi"], {}, "--chat-uuid 'a#b' is not"),
+    (["chat", "--chat-uuid", "a%2Fb", "hi"], {}, "--chat-uuid 'a%2Fb' is not"),
+    (["chat", "--chat-uuid", "x\ty", "hi"], {}, "--chat-uuid 'x\\ty' is not"),
+    (["chat", "--chat-uuid", "x\x1b[31m", "hi"], {}, "--chat-uuid 'x\\x1b[31m' is"),
+    (["chat", "--chat-uuid", " padded", "hi"], {}, "--chat-uuid ' padded' is"),
+    (["chat", "--chat-uuid", "c" * 257, "hi"], {}, "--chat-uuid 'ccc"),
+    (["chat", "--assistant", "", "hi"], {}, "--assistant is empty"),
+    (["demo", "--assistant", "a/b"], {}, "--assistant 'a/b' is not a valid id"),
+    (["chat", "hi"], {"DEVIC_ASSISTANT_ID": "a/b"}, "DEVIC_ASSISTANT_ID 'a/b' is"),
+    (["chat", "--base-url", "", "hi"], {}, "--base-url is empty"),
+    (["demo", "--base-url", " "], {}, "--base-url is empty"),
+    (
+        ["chat", "--base-url", "http://127.0.0.1:99999/v1", "hi"],
+        {},
+        "--base-url has an invalid port 99999",
+    ),
+    (
+        ["chat", "--base-url", "http://127.0.0.1:0/v1", "hi"],
+        {},
+        "--base-url has an invalid port 0",
+    ),
+    (
+        ["chat", "--base-url", "http://me:hunter2@127.0.0.1:8765/v1", "hi"],
+        {},
+        "--base-url must not hold a user name or password",
+    ),
+    (
+        ["chat", "hi"],
+        {"DEVIC_BASE_URL": "http://me:hunter2@127.0.0.1:8765/v1"},
+        "DEVIC_BASE_URL must not hold a user name or password",
+    ),
+    (["chat", "--base-url", "http://[::1/v1", "hi"], {}, "--base-url is not a"),
+    (["chat", " "], {}, "MESSAGE is empty"),
+]
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), BAD_ARGUMENTS)
+def test_a_bad_argument_is_one_error_line_and_status_2(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("DEVIC_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started: list[object] = []
+    monkeypatch.setattr(DevicEmulator, "serve", lambda *a, **k: started.append(a))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: {message}"), err
+    assert err.count("\n") == 1
+    assert "hunter2" not in err
+    assert "\x1b" not in err
+    assert started == []  # refused before any emulator started
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["chat", "--bogus"], "error: unrecognized arguments: --bogus"),
+        (["nope"], "error: argument COMMAND: invalid choice: 'nope'"),
+        (["chat", "--chat-uuid"], "error: argument --chat-uuid: expected one"),
+        (["demo", "extra"], "error: unrecognized arguments: extra"),
+    ],
+)
+def test_argparse_errors_are_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(message)
+    assert err.endswith(" --help)\n")
+    assert err.count("\n") == 1
+
+
+def test_open_endpoint_with_a_key_and_a_loopback_url_needs_no_assistant() -> None:
+    url = "http://127.0.0.1:8765/v1"
+    with open_endpoint(None, url, {"DEVIC_API_KEY": WRONG_KEY}) as endpoint:
+        assert endpoint.assistant_id == "demo-assistant"
+        assert endpoint.is_emulator
+        assert endpoint.api_key.get_secret_value() == WRONG_KEY
+        assert WRONG_KEY not in endpoint.description
+    with (
+        pytest.raises(UsageError, match="DEVIC_ASSISTANT_ID"),
+        open_endpoint(None, "https://devic.example/v1", {"DEVIC_API_KEY": "k"}),
+    ):
+        pass
+
+
+# ------------------------------------------------------------ terminal safety
+
+OSC52 = "\x1b]52;c;SGVsbG8=\x07"
+HOSTILE = f"Hi{OSC52} \x1b[31mred\x1b[0m\r\n\tindented\u202e\x9b2J end"
+CLEAN = "Hi red\n\tindented end"
+
+
+def hostile(conversation: Conversation) -> Any:
+    if conversation.tool_results:
+        return f"Tool said{OSC52}: {conversation.tool_results[0]['content']}"
+    if "local_time" in conversation.tool_names:
+        return CallTools(ClientCall("local_time", {"city": "Lisbon"}))
+    return [ServerTool("look", summary=f"Looking{OSC52}\x1b[5m up"), HOSTILE]
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_chat_never_prints_escape_sequences_from_the_server() -> None:
+    emulator = DevicEmulator(assistants={"demo-assistant": hostile}, write_pieces=7)
+    emulator.dialect = "platform"
+    with emulator.serve() as server:
+        result = run_cli("chat", "--base-url", server.base_url, "hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == CLEAN + "\n"
+    assert "· Looking up" in result.stderr
+    for stream in (result.stdout, result.stderr):
+        assert "\x1b" not in stream
+        assert "\x07" not in stream
+        assert "\x9b" not in stream
+        assert "SGVsbG8=" not in stream
+
+
+def test_interactive_never_prints_escape_sequences(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator = DevicEmulator(
+        api_key="unit-key", dialect="platform", assistants={"helper": hostile}
+    )
+    model = ChatDevic(
+        model="helper",
+        api_key="unit-key",
+        base_url=emulator.base_url,
+        http_client=httpx.Client(transport=emulator.transport()),
+    )
+    feed(monkeypatch, ["hello"])
+    assert _interactive(model, "helper", None) == 0
+    out, err = capsys.readouterr()
+    assert f"devic> {CLEAN}\n" in out
+    for stream in (out, err):
+        assert "\x1b" not in stream
+        assert "SGVsbG8=" not in stream
+
+
+def test_error_lines_never_print_escape_sequences(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> Iterator[AIMessage]:
+        message = f"bad{OSC52} key\x1b[2J\nsecond line"
+        raise DevicAuthenticationError(message, status_code=401)
+        yield  # a generator, like ChatDevic.stream
+
+    monkeypatch.setenv("DEVIC_API_KEY", WRONG_KEY)
+    monkeypatch.setenv("DEVIC_ASSISTANT_ID", "helper")
+    monkeypatch.setattr(ChatDevic, "stream", refuse)
+    assert main(["chat", "hi"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: Devic answered 401: bad key second line\n"
+
+
+def test_the_demo_never_prints_escape_sequences() -> None:
+    emulator = DevicEmulator(
+        api_key="unit-key", dialect="platform", assistants={"helper": hostile}
+    )
+    model = ChatDevic(
+        model="helper",
+        api_key="unit-key",
+        base_url=emulator.base_url,
+        http_client=httpx.Client(transport=emulator.transport()),
+    )
+    out = io.StringIO()
+    run_tour(model, out)
+    text = out.getvalue()
+    assert "Hi red" in text
+    assert "Tool said:" in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "SGVsbG8=" not in text
 
 
 # --------------------------------------------------------------- in-process
