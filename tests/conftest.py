@@ -2,7 +2,9 @@
 
 Unit tests run with sockets disabled (pytest-socket); tests that speak real HTTP
 to the loopback emulator are allowed 127.0.0.1 only. Cassettes live in
-`cassettes/` at the repository root and never hold a credential.
+`cassettes/` at the repository root and never hold a credential: secret headers
+are redacted, and the API key in use is replaced by `REDACTED` wherever else it
+appears (a URI, a request body, a response body that echoes it).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 from langchain_tests.conftest import base_vcr_config
@@ -36,14 +40,66 @@ _LOOPBACK_PORT = re.compile(r"^(https?://(?:127\.0\.0\.1|localhost)):\d+")
 #: The assistant id replays use; a live recording is rewritten to it.
 REPLAY_ASSISTANT = "integration-assistant"
 
+#: What a key becomes in a cassette's URIs and bodies.
+REDACTED = "REDACTED"
+#: Shorter keys are not scrubbed from bodies: they could match ordinary text.
+MIN_SCRUBBED_KEY = 8
+
+
+def keys_in_use() -> list[str]:
+    """The API keys a cassette must not hold, longest first.
+
+    `DEVIC_API_KEY` (a live recording) and the key the integration tests'
+    emulator accepts (`EMULATOR_KEY` and the `api_key` of `ENDPOINT` in
+    `tests/integration_tests/conftest.py`, read once that module is loaded).
+    """
+    keys = {os.environ.get("DEVIC_API_KEY", "")}
+    for name, module in list(sys.modules.items()):
+        if name.endswith("integration_tests.conftest"):
+            keys.add(str(getattr(module, "EMULATOR_KEY", "")))
+            keys.add(str(getattr(module, "ENDPOINT", {}).get("api_key", "")))
+    return sorted((k for k in keys if len(k) >= MIN_SCRUBBED_KEY), key=len)[::-1]
+
+
+def _spellings(key: str) -> list[str]:
+    """`key` as it may appear: raw, URL-encoded, form-encoded, JSON-escaped."""
+    forms = [key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1]]
+    return sorted(set(forms), key=len, reverse=True)
+
+
+def scrub_text(text: str, keys: Iterable[str]) -> str:
+    """`text` with every spelling of every key replaced by `REDACTED`."""
+    for key in keys:
+        for form in _spellings(key):
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def scrub_body(body: Any, keys: Iterable[str]) -> Any:
+    """A recorded body (bytes, text or `None`) without any key in it."""
+    keys = list(keys)
+    if isinstance(body, bytes):
+        for key in keys:
+            for form in _spellings(key):
+                body = body.replace(form.encode("utf-8"), REDACTED.encode())
+        return body
+    if isinstance(body, str):
+        return scrub_text(body, keys)
+    return body
+
 
 def _scrub_request(request: Any) -> Any:
-    """Drop the random loopback port, and a live assistant id, from URIs.
+    """Drop the random loopback port, a live assistant id and the key from URIs.
 
     Cassettes match on the path, so a recording made against live Devic with
-    `DEVIC_ASSISTANT_ID` set must name the assistant the replay uses.
+    `DEVIC_ASSISTANT_ID` set must name the assistant the replay uses. The key
+    in use is replaced by `REDACTED` in the URI and the body (replayed requests
+    go through the same scrub before they are matched).
     """
-    request.uri = _LOOPBACK_PORT.sub(r"\1", request.uri)
+    keys = keys_in_use()
+    request.uri = scrub_text(_LOOPBACK_PORT.sub(r"\1", request.uri), keys)
+    if isinstance(request.body, (bytes, str)):  # not a file or an iterator
+        request.body = scrub_body(request.body, keys)
     live_id = os.environ.get("DEVIC_ASSISTANT_ID")
     if live_id and os.environ.get("DEVIC_API_KEY"):
         segment = f"/assistants/{quote(live_id, safe='')}/"
@@ -52,11 +108,18 @@ def _scrub_request(request: Any) -> Any:
 
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the headers a replay needs; drop server and date details."""
+    """Keep only the headers a replay needs; no key in the body.
+
+    Server and date details go; a body that echoes the key in use holds
+    `REDACTED` instead.
+    """
     keep = {"content-type", "retry-after", "retry-after-ms"}
     response["headers"] = {
         k: v for k, v in response.get("headers", {}).items() if k.lower() in keep
     }
+    body = response.get("body")
+    if isinstance(body, dict) and "string" in body:
+        body["string"] = scrub_body(body["string"], keys_in_use())
     return response
 
 
