@@ -42,6 +42,26 @@ OK = response(b"200 OK", REPLY)
 UNAUTHORIZED = response(b"401 Unauthorized", b'{"error": "unauthorized"}')
 
 
+def take_request(buffer: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """The first complete request in `buffer`: (lowercased head, body, the rest).
+
+    `None` while the request is incomplete. Bodies are framed by
+    `content-length` only (what httpx and aiohttp send for JSON).
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffer[:end].lower()
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    total = end + 4 + length
+    if len(buffer) < total:
+        return None
+    return head, buffer[end + 4 : total], buffer[total:]
+
+
 class Handler(asyncio.Protocol):
     """One connection: requests in order, each answered after the latency."""
 
@@ -55,19 +75,8 @@ class Handler(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                if line.startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            total = end + 4 + length
-            if len(self.buffer) < total:
-                return
-            self.buffer = self.buffer[total:]
+        while (request := take_request(self.buffer)) is not None:
+            head, _, self.buffer = request
             answer = OK if AUTH in head else UNAUTHORIZED
             asyncio.get_running_loop().call_later(self.latency, self._send, answer)
 
