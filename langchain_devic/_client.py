@@ -36,7 +36,7 @@ from typing import Any, Literal, cast
 import httpx
 from pydantic import SecretStr
 
-from langchain_devic import _retry, _runs, _wire
+from langchain_devic import _exchange, _retry, _runs, _wire
 from langchain_devic._version import __version__
 from langchain_devic.errors import (
     DevicAPIError,
@@ -106,7 +106,9 @@ def shared_ssl_context() -> ssl.SSLContext:
     return context
 
 
-def build_async_http(transport: AsyncTransport = "httpcore") -> httpx.AsyncClient:
+def build_async_http(
+    transport: AsyncTransport = "httpcore", trust_env: bool = True
+) -> httpx.AsyncClient:
     """The httpx client an `AsyncDevicClient` builds for itself.
 
     Both kinds get the same pool limits, the shared TLS context and no
@@ -121,11 +123,13 @@ def build_async_http(transport: AsyncTransport = "httpcore") -> httpx.AsyncClien
             limits=DEFAULT_LIMITS,
             follow_redirects=False,
             verify=shared_ssl_context(),
+            trust_env=trust_env,
         )
     return httpx.AsyncClient(
         limits=DEFAULT_LIMITS,
         follow_redirects=False,
         verify=shared_ssl_context(),
+        trust_env=trust_env,
     )
 
 
@@ -340,6 +344,8 @@ class _BaseDevicClient:
         self.max_poll_interval = settings.max_poll_interval
         self.async_transport = settings.async_transport
         self.capabilities = capabilities or RunCapabilities()
+        #: Environment proxies are never used for a plain-http loopback base.
+        self.trust_env = not _wire.is_plain_loopback(self.base_url)
         #: Stop requests in flight (a closing client waits for them).
         self._stopping = 0
         self._message_urls: dict[str, httpx.URL] = {}
@@ -354,9 +360,21 @@ class _BaseDevicClient:
     def _headers(self) -> dict[str, str]:
         return {
             "User-Agent": f"langchain-devic/{__version__}",
+            "Accept-Encoding": _exchange.ACCEPT_ENCODING,
             **self.default_headers,
             **_wire.auth_headers(self._secret),
         }
+
+    @property
+    def _exchange_seconds(self) -> float:
+        """How long one exchange outside a run may take in all: `timeout`."""
+        read = self.timeout.read
+        return read if read is not None else self.run_timeout
+
+    def _exchange_deadline(self, deadline: float | None = None) -> float:
+        """The deadline of one exchange: `timeout` from now, within `deadline`."""
+        own = time.monotonic() + self._exchange_seconds
+        return own if deadline is None else min(own, deadline)
 
     def _request_args(
         self,
@@ -402,13 +420,9 @@ class _BaseDevicClient:
             "timeout": self.timeout,
         }
 
-    def _stream_args(self, url: str, deadline: float) -> dict[str, Any]:
+    def _stream_args(self, url: str) -> dict[str, Any]:
         """A stream request: silent for `SSE_SILENCE` s (or less) means give up."""
-        silence = min(
-            SSE_SILENCE,
-            self.timeout.read or SSE_SILENCE,
-            max(deadline - time.monotonic(), 0.001),
-        )
+        silence = min(SSE_SILENCE, self.timeout.read or SSE_SILENCE)
         return {
             "method": "GET",
             "url": url,
@@ -438,9 +452,42 @@ class _BaseDevicClient:
             "timeout": self.timeout,
         }
 
+    # ----------------------------------------------------------------- answers
+
+    def _api_error(self, answer: _exchange.Answer) -> DevicAPIError:
+        return _wire.api_error(
+            answer.status_code, answer.headers, answer.body, secret=self._secret
+        )
+
+    def _reply_or_error(
+        self, answer: _exchange.Answer, sent_chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | DevicError:
+        """Turn an answer into a reply (2xx) or the typed error to raise or retry."""
+        if not answer.is_success:
+            return self._api_error(answer)
+        try:
+            reply = parse(
+                answer.body, sent_chat_uuid=sent_chat_uuid, secret=self._secret
+            )
+        except DevicProtocolError as error:
+            return error  # a 2xx: the turn ran, but its answer cannot be read
+        if sent_chat_uuid is not None and reply.chat_uuid != sent_chat_uuid:
+            logger.warning(
+                "Devic forked conversation %s into %s; continuing with the new id.",
+                sent_chat_uuid,
+                reply.chat_uuid,
+            )
+        if sent_chat_uuid is None and reply.chat_uuid is None:
+            logger.warning(
+                "Devic's reply carries no conversation id; it cannot be continued."
+            )
+        return reply
+
     @staticmethod
     def _outcome_unknown(error: DevicError) -> bool:
         """Whether a failed write may still have landed (no clear refusal came)."""
+        if getattr(error, "_sent_nothing", False):
+            return False
         if isinstance(error, DevicAPIError):
             return isinstance(error, DevicServerError) and not error.is_retryable
         return not error.is_retryable
@@ -463,6 +510,35 @@ class _BaseDevicClient:
                 "ChatDevic.stop_chat.)",
             )
         return error
+
+    def _unsettled(self, error: DevicError, chat_uuid: str | None) -> DevicError:
+        """A write of unknown outcome that cannot be settled: say so, never resend."""
+        error.is_retryable = False
+        if chat_uuid is None:
+            note = (
+                "The turn may still have run on Devic, in a new chat whose id is "
+                "unknown: check the assistant's chats before sending it again (it "
+                "was not retried, so it cannot have been posted twice)."
+            )
+        else:
+            note = (
+                f"The turn may still have run on Devic: check conversation "
+                f"{chat_uuid} (load_chat) before sending it again (it was not "
+                "retried, so it cannot have been posted twice)."
+            )
+        return self._with_note(error, note)
+
+    def _settle_failed(
+        self, error: DevicError, chat_uuid: str, failure: DevicError
+    ) -> DevicError:
+        error.is_retryable = False
+        return self._with_note(
+            error,
+            f"The turn may still have run on Devic: whether it reached "
+            f"conversation {chat_uuid} is unknown (the chat could not be read: "
+            f"{failure.message}). Check it (load_chat) before sending it again (it "
+            "was not retried, so it cannot have been posted twice).",
+        )
 
     def _settle_answers(
         self,
@@ -488,114 +564,106 @@ class _BaseDevicClient:
             ) from None
         logger.info("Tool results for chat %s landed after all.", chat_uuid)
 
-    def _check_size(self, size: int) -> None:
-        if size > self.max_response_bytes:
-            msg = (
-                f"Devic's answer is larger than {self.max_response_bytes} bytes; "
-                "refused (a reply is a chat message). Raise max_response_bytes if "
-                "your assistant really returns this much."
-            )
-            raise DevicProtocolError(msg)
+    @staticmethod
+    def _settled_send(
+        chat: Mapping[str, Any], chat_uuid: str, message: str, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | None:
+        """What a chat says of a send of unknown outcome, as far as it can say.
 
-    def _reply_or_error(
-        self,
-        response: httpx.Response,
-        body: bytes,
-        sent_chat_uuid: str | None,
-        parse: Parse,
-    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
-        """Turn an answer into a reply (2xx) or the typed error to raise or retry."""
-        if not response.is_success:
-            return _wire.api_error(
-                response.status_code, response.headers, body, secret=self._secret
-            )
-        reply = parse(body, sent_chat_uuid=sent_chat_uuid, secret=self._secret)
-        if sent_chat_uuid is not None and reply.chat_uuid != sent_chat_uuid:
-            logger.warning(
-                "Devic forked conversation %s into %s; continuing with the new id.",
-                sent_chat_uuid,
-                _wire.redact(str(reply.chat_uuid), self._secret),
-            )
-        if sent_chat_uuid is None and reply.chat_uuid is None:
-            logger.warning(
-                "Devic's reply carries no conversation id; it cannot be continued."
-            )
-        return reply
-
-    def _body_or_error(
-        self, response: httpx.Response, body: bytes
-    ) -> bytes | DevicError:
-        if response.is_success:
-            return body
-        return _wire.api_error(
-            response.status_code, response.headers, body, secret=self._secret
+        `None`: the message is not the chat's last user message, so it was not
+        processed. A started run for an async send; for the one call, the
+        reply when the chat already holds it (else the caller follows the run).
+        """
+        turn = _wire.turn_after(chat, message)
+        if turn is None:
+            return None
+        if parse is not _wire.parse_reply:
+            return _wire.RunStarted(chat_uuid)
+        text = _wire.turn_text(turn)
+        if text is None:
+            return _wire.RunStarted(chat_uuid)  # still running: follow it
+        timestamp = _wire.iso_timestamp(turn[-1].get("timestamp"))
+        return _wire.DevicReply(
+            text=text,
+            chat_uuid=chat_uuid,
+            timestamp=timestamp,
+            extra={"recovered": True},
         )
 
-    def _transport_error(
-        self, exc: httpx.TransportError, chat_uuid: str | None
-    ) -> DevicError:
-        """The typed error for an httpx failure, safe to keep and to show.
+    # ----------------------------------------------------------------- failures
 
-        Only failures before any byte was sent are retryable. The httpx error is
-        not chained as it is: its request holds the `Authorization` header. The
-        cause kept is a copy of the same type with the redacted text alone.
-        """
-        detail = _wire.redact(str(exc) or type(exc).__name__, self._secret)
-        error = self._describe_transport_error(exc, detail, chat_uuid)
-        error.__cause__ = type(exc)(detail)
+    def _write_error(
+        self, failure: _exchange.Failure, chat_uuid: str | None
+    ) -> DevicError:
+        """The typed error of a write that failed in the door (cause: text only)."""
+        error = self._describe_write_failure(failure)
+        error.__cause__ = failure.cause
         return error
 
-    def _describe_transport_error(
-        self, exc: httpx.TransportError, detail: str, chat_uuid: str | None
-    ) -> DevicError:
+    def _describe_write_failure(self, failure: _exchange.Failure) -> DevicError:
         where = f"Devic at {self.base_url}"
-        if _retry.sent_nothing(exc):
-            if isinstance(exc, httpx.TimeoutException):
+        detail = failure.detail
+        if failure.kind == "connect":
+            if detail.startswith(("ConnectTimeout", "PoolTimeout")):
                 return DevicConnectTimeoutError(
                     f"Timed out connecting to {where} ({detail}); nothing was sent."
                 )
             return DevicConnectError(
                 f"Could not connect to {where} ({detail}); nothing was sent."
             )
-        if isinstance(exc, httpx.LocalProtocolError):
-            return DevicConnectionError(
+        if failure.kind == "unsendable":
+            error: DevicError = DevicConnectionError(
                 f"The request could not be sent to {where} ({detail}); nothing was "
                 "sent. Check default_headers and the message for characters HTTP "
                 "cannot carry.",
                 is_retryable=False,
             )
-        turn = (
-            f"conversation {chat_uuid}"
-            if chat_uuid
-            else "the new conversation it may have opened"
-        )
-        settle = (
-            f"The turn may still have run on Devic: check {turn} before sending it "
-            "again (it was not retried, so it cannot have been posted twice)."
-        )
-        if isinstance(exc, httpx.TimeoutException):
+            error._sent_nothing = True  # type: ignore[attr-defined]
+            return error
+        status = failure.status_code
+        if status is not None and not 200 <= status < 300:
+            return _wire.api_error(
+                status, {}, detail.encode(), secret=self._secret, retry_after=None
+            )
+        if failure.kind == "too_large":
+            return DevicProtocolError(detail)
+        if failure.kind == "undecodable":
+            return DevicProtocolError(f"Devic sent {detail}.")
+        if failure.kind in ("timeout", "deadline"):
             read = self.timeout.read
             budget = f"within {read:g} s" if read is not None else "in time"
             return DevicTimeoutError(
-                f"No answer from {where} {budget} ({detail}). {settle} Raise "
-                "`timeout` for assistants that run long tools.",
+                f"No answer from {where} {budget} ({detail}). Raise `timeout` for "
+                "assistants that run long tools.",
                 is_retryable=False,
             )
         return DevicConnectionError(
-            f"The connection to {where} failed after the message was sent "
-            f"({detail}). {settle}",
+            f"The connection to {where} failed after the message was sent ({detail}).",
             is_retryable=False,
         )
 
-    def _read_transport_error(self, exc: httpx.TransportError) -> DevicError:
-        """A failed read: it changed nothing on Devic, so it may be retried."""
-        detail = _wire.redact(str(exc) or type(exc).__name__, self._secret)
-        error = DevicConnectionError(
-            f"Reading from Devic at {self.base_url} failed ({detail}).",
-            is_retryable=True,
-        )
-        error.__cause__ = type(exc)(detail)
+    def _read_error(self, failure: _exchange.Failure) -> DevicError:
+        """The typed error of a read that failed in the door (cause: text only)."""
+        error = self._describe_read_failure(failure)
+        error.__cause__ = failure.cause
         return error
+
+    def _describe_read_failure(self, failure: _exchange.Failure) -> DevicError:
+        where = f"Devic at {self.base_url}"
+        if failure.kind == "connect":
+            return DevicConnectError(f"Could not read from {where} ({failure.detail}).")
+        if failure.kind == "too_large":
+            return DevicProtocolError(failure.detail)
+        if failure.kind == "undecodable":
+            return DevicProtocolError(f"Devic sent {failure.detail}.")
+        if failure.kind == "deadline":
+            return DevicTimeoutError(
+                f"Reading from {where} did not end in time ({failure.detail}).",
+                is_retryable=False,
+            )
+        return DevicConnectionError(
+            f"Reading from {where} failed ({failure.detail}).", is_retryable=True
+        )
 
     def _deadline_passed(self, tracker: _runs.RunTracker) -> DevicTimeoutError:
         return DevicTimeoutError(
@@ -606,33 +674,60 @@ class _BaseDevicClient:
             is_retryable=False,
         )
 
-    def _no_runs_here(self, error: DevicAPIError) -> DevicError:
-        """A 404 on a run route just after the run started: wrong base URL."""
-        return DevicNotFoundError(
-            f"{self.base_url} does not serve platform runs (its run routes answer "
-            "404 for a chat it just created). Use the platform base URL (ending in "
-            "/api/v1), or run_mode='sync' for the one-call API.",
-            status_code=404,
-            code=error.code,
-            body=error.body,
-        )
-
-    def _follow_started(
-        self, error: DevicError, tracker: _runs.RunTracker
+    def _follow_error(
+        self, error: DevicError, tracker: _runs.RunTracker, deadline: float
     ) -> DevicError:
+        """A read of a followed run failed for good: say what it means."""
+        if time.monotonic() >= deadline:
+            return self._deadline_passed(tracker)
         if isinstance(error, DevicNotFoundError) and not tracker.view:
-            return self._no_runs_here(error)
+            return DevicNotFoundError(
+                f"{self.base_url} does not serve platform runs (its run routes "
+                "answer 404 for a chat it just created). Use the platform base URL "
+                "(ending in /api/v1), or run_mode='sync' for the one-call API.",
+                status_code=404,
+                code=error.code,
+                body=error.body,
+            )
         return error
 
-    def _is_event_stream(self, response: httpx.Response) -> bool:
+    def _is_event_stream(self, status_code: int, headers: httpx.Headers) -> bool:
         """Whether a stream answer streams; if the route is missing, remember it."""
-        kind = response.headers.get("content-type", "")
-        if response.is_success and kind.startswith("text/event-stream"):
+        kind = headers.get("content-type", "")
+        success = 200 <= status_code < 300
+        if success and kind.startswith("text/event-stream"):
             return True
-        if response.status_code in {404, 405, 406} or response.is_success:
+        if status_code in {404, 405, 406} or success:
             logger.info("Devic's run stream is not available here; polling instead.")
             self.capabilities.sse = False
         return False
+
+    def _stream_gave_out(
+        self, failure: _exchange.Failure, tracker: _runs.RunTracker
+    ) -> DevicError | None:
+        """A stream's failure: an error to raise, or `None` to poll instead."""
+        if failure.kind == "deadline":
+            return self._deadline_passed(tracker)
+        if failure.kind == "too_large":
+            return DevicProtocolError(f"{failure.detail} (chat {tracker.chat_uuid})")
+        if failure.kind == "undecodable":
+            return DevicProtocolError(
+                f"Devic's run stream for chat {tracker.chat_uuid} sent "
+                f"{failure.detail}."
+            )
+        logger.info("Devic's run stream went silent or broke; polling instead.")
+        return None
+
+    def _read_wait(
+        self, error: DevicError, attempt: int, deadline: float, in_run: bool
+    ) -> float | None:
+        return _retry.next_read_wait(
+            error,
+            attempt,
+            deadline - time.monotonic(),
+            max_retries=self.max_retries,
+            persistent=in_run and not isinstance(error, _NOTHING_SENT),
+        )
 
     @staticmethod
     def _log_attempt(attempt: int, wait: float, error: DevicError) -> None:
@@ -642,6 +737,13 @@ class _BaseDevicClient:
             wait,
             type(error).__name__,
         )
+
+
+_NOTHING_SENT = (DevicConnectError, DevicConnectTimeoutError)
+#: Settles a write of unknown outcome: the reply or started run if it landed,
+#: `None` if it certainly did not; raises `DevicError` when it cannot tell.
+Settle = Callable[[], "_wire.DevicReply | _wire.RunStarted | None"]
+ASettle = Callable[[], Awaitable["_wire.DevicReply | _wire.RunStarted | None"]]
 
 
 class DevicClient(_BaseDevicClient):
@@ -667,6 +769,7 @@ class DevicClient(_BaseDevicClient):
                 limits=DEFAULT_LIMITS,
                 follow_redirects=False,
                 verify=shared_ssl_context(),
+                trust_env=self.trust_env,
             )
         return self._http
 
@@ -675,6 +778,18 @@ class DevicClient(_BaseDevicClient):
         if self._owns_http and self._http is not None:
             self._http.close()
             self._http = None
+
+    def _exchange(
+        self, request: httpx.Request, deadline: float, *, read_body: bool = True
+    ) -> _exchange.Answer:
+        return _exchange.send(
+            self.http,
+            request,
+            deadline=deadline,
+            cap=self.max_response_bytes,
+            secret=self._secret,
+            read_body=read_body,
+        )
 
     # ------------------------------------------------------------------ writes
 
@@ -692,10 +807,13 @@ class DevicClient(_BaseDevicClient):
         args = self._request_args(
             assistant_id, message, chat_uuid, context, metadata, extra
         )
-        reply = self._deliver(
-            self.http.build_request(**args), chat_uuid, _wire.parse_reply
-        )
-        return cast(_wire.DevicReply, reply)
+        request = self.http.build_request(**args)
+        parse = _wire.parse_reply
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        reply = self._deliver(request, chat_uuid, parse, None, settle)
+        if isinstance(reply, _wire.RunStarted):  # it ran, and is still running
+            return self._finish_turn(assistant_id, reply.chat_uuid, message)
+        return reply
 
     def start_run(
         self,
@@ -706,57 +824,89 @@ class DevicClient(_BaseDevicClient):
         context: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> _wire.RunStarted | _wire.DevicReply:
         """Start a platform run (`?async=true`); a server may answer it at once."""
         args = self._request_args(
             assistant_id, message, chat_uuid, context, metadata, extra
         )
         args["params"] = {"async": "true"}
-        return self._deliver(
-            self.http.build_request(**args), chat_uuid, _wire.parse_run_start
+        request = self.http.build_request(**args)
+        parse = _wire.parse_run_start
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        return self._deliver(request, chat_uuid, parse, deadline, settle)
+
+    def _settler(
+        self, assistant_id: str, chat_uuid: str | None, message: str, parse: Parse
+    ) -> Settle | None:
+        if chat_uuid is None:
+            return None
+
+        def settle() -> _wire.DevicReply | _wire.RunStarted | None:
+            chat = self.read_chat(assistant_id, chat_uuid)
+            return self._settled_send(chat, chat_uuid, message, parse)
+
+        return settle
+
+    def _finish_turn(
+        self, assistant_id: str, chat_uuid: str, message: str
+    ) -> _wire.DevicReply:
+        """The reply of a turn found running after a send of unknown outcome."""
+        tracker = _runs.RunTracker(chat_uuid, message)
+        deadline = time.monotonic() + self.run_timeout
+        for _ in self._follow(assistant_id, tracker, deadline, sse=False):
+            pass
+        return _wire.DevicReply(
+            text=tracker.text,
+            chat_uuid=chat_uuid,
+            timestamp=tracker.timestamp,
+            extra={"recovered": True},
         )
 
     def _deliver(
-        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+        self,
+        request: httpx.Request,
+        chat_uuid: str | None,
+        parse: Parse,
+        deadline: float | None,
+        settle: Settle | None,
     ) -> _wire.DevicReply | _wire.RunStarted:
-        """Send a write; retry only what Devic certainly did not process."""
+        """Send a write; retry only what Devic certainly did not process.
+
+        An unknown outcome (a 502 or 504, or a failure after the request was
+        written) is settled by reading the chat where its id is known: the
+        message there means it landed; not there means it may be sent again.
+        """
         attempt = 0
         while True:
             outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                outcome = self._send_once(request, chat_uuid, parse)
-            except httpx.TransportError as exc:
-                outcome = self._transport_error(exc, chat_uuid)
+                answer = self._exchange(request, self._exchange_deadline(deadline))
+                outcome = self._reply_or_error(answer, chat_uuid, parse)
+            except _exchange.Failure as failure:
+                outcome = self._write_error(failure, chat_uuid)
             if not isinstance(outcome, DevicError):
                 return outcome
+            if self._outcome_unknown(outcome):
+                if settle is None or chat_uuid is None:
+                    raise self._unsettled(outcome, chat_uuid)
+                settled: _wire.DevicReply | _wire.RunStarted | DevicError | None
+                try:
+                    settled = settle()
+                except DevicError as failure:
+                    settled = failure
+                if isinstance(settled, DevicError):
+                    raise self._settle_failed(outcome, chat_uuid, settled)
+                if settled is not None:
+                    logger.info("The turn in chat %s landed after all.", chat_uuid)
+                    return settled
+                outcome.is_retryable = True  # certainly not processed
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
                 raise self._explained(outcome, chat_uuid)
             self._log_attempt(attempt, wait, outcome)
             _sleep(wait)
             attempt += 1
-
-    def _send_once(
-        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
-    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
-        response = self.http.send(request, stream=True)
-        try:
-            body = self._read_body(response)
-        finally:
-            response.close()
-        logger.debug("Devic answered %s", response.status_code)
-        return self._reply_or_error(response, body, chat_uuid, parse)
-
-    def _read_body(self, response: httpx.Response) -> bytes:
-        length = response.headers.get("content-length")
-        self._check_size(int(length or 0))
-        if length is not None:  # announced and within the cap: one read
-            return response.read()
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            self._check_size(len(body))
-        return bytes(body)
 
     def answer_tools(
         self,
@@ -776,7 +926,7 @@ class DevicClient(_BaseDevicClient):
             **self._tool_response_args(assistant_id, chat_uuid, body)
         )
         try:
-            self._deliver(request, chat_uuid, _wire.parse_tool_ack)
+            self._deliver(request, chat_uuid, _wire.parse_tool_ack, None, None)
         except DevicError as error:
             if not self._outcome_unknown(error):
                 raise
@@ -790,51 +940,71 @@ class DevicClient(_BaseDevicClient):
             answered = {str(r["tool_call_id"]) for r in responses}
             self._settle_answers(error, chat_uuid, view, answered)
 
-    def stop_run(self, assistant_id: str, chat_uuid: str) -> bool:
-        """Ask Devic to stop a run: once, briefly, never retried, never raising.
+    def stop_run(
+        self, assistant_id: str, chat_uuid: str, *, strict: bool = False
+    ) -> bool:
+        """Ask Devic to stop a run: once, within `STOP_SECONDS`, never retried.
 
-        Returns whether Devic accepted the stop.
+        Returns whether Devic accepted the stop; its answer's body is not read.
+        The best-effort stop (`strict=False`) never raises; a stop the caller
+        asked for (`strict=True`) raises a typed error when Devic is not there.
         """
         self._stopping += 1
         try:
-            response = self.http.request(**self._stop_args(assistant_id, chat_uuid))
-            logger.info(
-                "Asked Devic to stop chat %s (%s).", chat_uuid, response.status_code
+            request = self.http.build_request(
+                **self._stop_args(assistant_id, chat_uuid)
             )
-        except Exception as exc:
+            answer = self._exchange(
+                request, time.monotonic() + STOP_SECONDS, read_body=False
+            )
+            logger.info(
+                "Asked Devic to stop chat %s (%s).", chat_uuid, answer.status_code
+            )
+        except _exchange.Failure as failure:
+            if strict:
+                raise self._read_error(failure) from None
+            logger.warning(
+                "Could not ask Devic to stop chat %s: %s", chat_uuid, failure
+            )
+            return False
+        except Exception as exc:  # best effort: never raise from a stop
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
             return False
         finally:
             self._stopping -= 1
-        return response.is_success
+        return answer.is_success
 
     # ------------------------------------------------------------------- reads
 
     def read(
-        self, url: str, *, deadline: float, params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        *,
+        deadline: float | None = None,
+        params: Mapping[str, str] | None = None,
+        in_run: bool = False,
     ) -> bytes:
-        """GET a body, retrying any failure that may pass until `deadline`.
+        """GET a body; failures that may pass are retried.
 
-        Reads change nothing on Devic, so a dropped connection or a 500 is
+        Reads change nothing on Devic, so a dropped connection or a 5xx is
         retried too; an answer that will not change (401, 403, 404) is raised.
+        Outside a run a read gets `max_retries` retries within `timeout`; in a
+        followed run it goes on until `deadline` (a refused connection still
+        counts against `max_retries`).
         """
+        deadline = deadline if deadline is not None else self._exchange_deadline()
         attempt = 0
         while True:
             outcome: bytes | DevicError
+            request = self.http.build_request(**self._read_args(url, params))
             try:
-                response = self.http.send(
-                    self.http.build_request(**self._read_args(url, params)),
-                    stream=True,
-                )
-                try:
-                    outcome = self._body_or_error(response, self._read_body(response))
-                finally:
-                    response.close()
-            except httpx.TransportError as exc:
-                outcome = self._read_transport_error(exc)
+                answer = self._exchange(request, deadline)
+                outcome = answer.body if answer.is_success else self._api_error(answer)
+            except _exchange.Failure as failure:
+                outcome = self._read_error(failure)
             if isinstance(outcome, bytes):
                 return outcome
-            wait = _retry.next_read_wait(outcome, attempt, deadline - time.monotonic())
+            wait = self._read_wait(outcome, attempt, deadline, in_run)
             if wait is None:
                 raise outcome
             self._log_attempt(attempt, wait, outcome)
@@ -842,99 +1012,111 @@ class DevicClient(_BaseDevicClient):
             attempt += 1
 
     def read_chat(
-        self, assistant_id: str, chat_uuid: str, *, budget: float | None = None
+        self, assistant_id: str, chat_uuid: str, *, deadline: float | None = None
     ) -> dict[str, Any]:
-        """A chat's history, as Devic stores it (reads retried for `budget` s)."""
+        """A chat's history, as Devic stores it."""
         url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
-        deadline = time.monotonic() + (budget or self.run_timeout)
-        body = self.read(url, deadline=deadline)
-        return _wire.parse_chat(body, secret=self._secret)
+        return _wire.parse_chat(self.read(url, deadline=deadline), secret=self._secret)
 
     def list_chats(
         self, assistant_id: str, params: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """The assistant's chats, newest first."""
         url = _wire.chats_url(self.base_url, assistant_id)
-        body = self.read(
-            url, deadline=time.monotonic() + self.run_timeout, params=params
-        )
-        return _wire.parse_chat_list(body, secret=self._secret)
+        return _wire.parse_chat_list(self.read(url, params=params), secret=self._secret)
 
     # ---------------------------------------------------------------- following
 
     def follow_run(
-        self, assistant_id: str, tracker: _runs.RunTracker
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float | None = None,
     ) -> Iterator[_runs.Observation]:
-        """Each observation of the run until it ends; its failure is raised.
+        """Each observation of the run until it ends, by `deadline` at the latest.
 
-        The stream of events first (unless this server showed it has none), then
-        polling for the rest. If the caller stops following (an interrupt, a
-        cancellation, a stream closed early) Devic is asked once to stop the run.
+        If the caller stops following (an interrupt, a cancellation, a stream
+        closed early) Devic is asked once to stop the run.
         """
-        deadline = time.monotonic() + self.run_timeout
+        if deadline is None:
+            deadline = time.monotonic() + self.run_timeout
         try:
-            if self.capabilities.sse:
-                for observation in self._stream_run(assistant_id, tracker, deadline):
-                    yield observation
-                    if observation.done:
-                        return
-            yield from self._poll_run(assistant_id, tracker, deadline)
+            yield from self._follow(assistant_id, tracker, deadline)
         except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
             self.stop_run(assistant_id, tracker.chat_uuid)
             raise
 
-    def _stream_run(
-        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    def _follow(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool = True,
     ) -> Iterator[_runs.Observation]:
-        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
-        request = self.http.build_request(**self._stream_args(url, deadline))
-        try:
-            response = self.http.send(request, stream=True)
-        except httpx.TransportError:
-            return
-        try:
-            if not self._is_event_stream(response):
-                return
-            decoder = _wire.SSEDecoder()
-            view: dict[str, Any] = {}
-            for line in response.iter_lines():
-                event = decoder.feed(line)
-                if event is None:
-                    continue
-                view = _wire.apply_event(view, event)
-                if "status" not in view:
-                    continue
-                observation = tracker.observe(view)
-                yield observation
-                if observation.error is not None:
-                    raise observation.error
-                if observation.done or time.monotonic() > deadline:
-                    return
-        except httpx.TransportError:
-            logger.info("Devic's run stream went silent or broke; polling instead.")
-        finally:
-            response.close()
-
-    def _poll_run(
-        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
-    ) -> Iterator[_runs.Observation]:
-        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "realtime")
+        """The one follow loop: views by stream or by polling, judged alike."""
         schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
-        while True:
-            if time.monotonic() > deadline:
-                raise self._deadline_passed(tracker)
-            try:
-                body = self.read(url, deadline=deadline)
-            except DevicError as error:
-                raise self._follow_started(error, tracker) from None
-            observation = tracker.observe(_wire.parse_view(body, secret=self._secret))
-            yield observation
+        for view, polled in self._views(assistant_id, tracker, deadline, sse=sse):
+            observation = tracker.observe(view)
             if observation.error is not None:
                 raise observation.error
+            yield observation
             if observation.done:
                 return
-            wait = schedule.next_wait(observation)
-            _sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+            if polled:
+                wait = schedule.next_wait(observation)
+                _sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+
+    def _views(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool,
+    ) -> Iterator[tuple[dict[str, Any], bool]]:
+        """Realtime views with a status: from the stream, then from polling."""
+        if sse and self.capabilities.sse:
+            for view in self._streamed_views(assistant_id, tracker, deadline):
+                yield view, False
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "realtime")
+        while True:
+            if time.monotonic() >= deadline:
+                raise self._deadline_passed(tracker)
+            try:
+                body = self.read(url, deadline=deadline, in_run=True)
+            except DevicError as error:
+                raise self._follow_error(error, tracker, deadline) from None
+            yield _wire.parse_view(body, secret=self._secret), True
+
+    def _streamed_views(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> Iterator[dict[str, Any]]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        request = self.http.build_request(**self._stream_args(url))
+        error: DevicError | None = None
+        try:
+            with _exchange.open_stream(
+                self.http,
+                request,
+                deadline=deadline,
+                cap=self.max_response_bytes,
+                secret=self._secret,
+            ) as stream:
+                if not self._is_event_stream(stream.status_code, stream.headers):
+                    return
+                decoder = _wire.SSEDecoder()
+                view: dict[str, Any] = {}
+                for line in stream.lines:
+                    event = decoder.feed(line)
+                    if event is not None:
+                        view = _wire.apply_event(view, event)
+                        if "status" in view:
+                            yield view
+        except _exchange.Failure as failure:
+            error = self._stream_gave_out(failure, tracker)
+        if error is not None:
+            raise error
 
     def wait_idle(self, assistant_id: str, chat_uuid: str, deadline: float) -> None:
         """Read the chat until its current run ends (or waits for a client).
@@ -945,7 +1127,7 @@ class DevicClient(_BaseDevicClient):
         """
         tracker = _runs.RunTracker(chat_uuid)
         with contextlib.suppress(DevicError):
-            for _ in self._poll_run(assistant_id, tracker, deadline):
+            for _ in self._follow(assistant_id, tracker, deadline, sse=False):
                 pass
 
     def chat_totals(self, assistant_id: str, chat_uuid: str) -> tuple[int, int] | None:
@@ -955,8 +1137,9 @@ class DevicClient(_BaseDevicClient):
         one that keeps failing for `TOTALS_BUDGET` s, costs the usage, never the
         turn.
         """
+        deadline = self._exchange_deadline(time.monotonic() + TOTALS_BUDGET)
         try:
-            chat = self.read_chat(assistant_id, chat_uuid, budget=TOTALS_BUDGET)
+            chat = self.read_chat(assistant_id, chat_uuid, deadline=deadline)
         except DevicError as error:
             logger.warning("No token totals for chat %s: %s", chat_uuid, error)
             return None
@@ -982,7 +1165,7 @@ class AsyncDevicClient(_BaseDevicClient):
     def http(self) -> httpx.AsyncClient:
         """The httpx client, built on first use and reused afterwards."""
         if self._http is None:
-            self._http = build_async_http(self.async_transport)
+            self._http = build_async_http(self.async_transport, self.trust_env)
         return self._http
 
     async def quiesce(self) -> None:
@@ -1004,6 +1187,18 @@ class AsyncDevicClient(_BaseDevicClient):
             await self._http.aclose()
             self._http = None
 
+    async def _exchange(
+        self, request: httpx.Request, deadline: float, *, read_body: bool = True
+    ) -> _exchange.Answer:
+        return await _exchange.asend(
+            self.http,
+            request,
+            deadline=deadline,
+            cap=self.max_response_bytes,
+            secret=self._secret,
+            read_body=read_body,
+        )
+
     # ------------------------------------------------------------------ writes
 
     async def send_message(
@@ -1020,10 +1215,13 @@ class AsyncDevicClient(_BaseDevicClient):
         args = self._request_args(
             assistant_id, message, chat_uuid, context, metadata, extra
         )
-        reply = await self._deliver(
-            self.http.build_request(**args), chat_uuid, _wire.parse_reply
-        )
-        return cast(_wire.DevicReply, reply)
+        request = self.http.build_request(**args)
+        parse = _wire.parse_reply
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        reply = await self._deliver(request, chat_uuid, parse, None, settle)
+        if isinstance(reply, _wire.RunStarted):  # it ran, and is still running
+            return await self._finish_turn(assistant_id, reply.chat_uuid, message)
+        return reply
 
     async def start_run(
         self,
@@ -1034,57 +1232,91 @@ class AsyncDevicClient(_BaseDevicClient):
         context: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> _wire.RunStarted | _wire.DevicReply:
         """Start a platform run (`?async=true`); a server may answer it at once."""
         args = self._request_args(
             assistant_id, message, chat_uuid, context, metadata, extra
         )
         args["params"] = {"async": "true"}
-        return await self._deliver(
-            self.http.build_request(**args), chat_uuid, _wire.parse_run_start
+        request = self.http.build_request(**args)
+        parse = _wire.parse_run_start
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        return await self._deliver(request, chat_uuid, parse, deadline, settle)
+
+    def _settler(
+        self, assistant_id: str, chat_uuid: str | None, message: str, parse: Parse
+    ) -> ASettle | None:
+        if chat_uuid is None:
+            return None
+
+        async def settle() -> _wire.DevicReply | _wire.RunStarted | None:
+            chat = await self.read_chat(assistant_id, chat_uuid)
+            return self._settled_send(chat, chat_uuid, message, parse)
+
+        return settle
+
+    async def _finish_turn(
+        self, assistant_id: str, chat_uuid: str, message: str
+    ) -> _wire.DevicReply:
+        """The reply of a turn found running after a send of unknown outcome."""
+        tracker = _runs.RunTracker(chat_uuid, message)
+        deadline = time.monotonic() + self.run_timeout
+        async for _ in self._follow(assistant_id, tracker, deadline, sse=False):
+            pass
+        return _wire.DevicReply(
+            text=tracker.text,
+            chat_uuid=chat_uuid,
+            timestamp=tracker.timestamp,
+            extra={"recovered": True},
         )
 
     async def _deliver(
-        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
+        self,
+        request: httpx.Request,
+        chat_uuid: str | None,
+        parse: Parse,
+        deadline: float | None,
+        settle: ASettle | None,
     ) -> _wire.DevicReply | _wire.RunStarted:
-        """Send a write; retry only what Devic certainly did not process."""
+        """Send a write; retry only what Devic certainly did not process.
+
+        An unknown outcome (a 502 or 504, or a failure after the request was
+        written) is settled by reading the chat where its id is known: the
+        message there means it landed; not there means it may be sent again.
+        """
         attempt = 0
         while True:
             outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                outcome = await self._send_once(request, chat_uuid, parse)
-            except httpx.TransportError as exc:
-                outcome = self._transport_error(exc, chat_uuid)
+                answer = await self._exchange(
+                    request, self._exchange_deadline(deadline)
+                )
+                outcome = self._reply_or_error(answer, chat_uuid, parse)
+            except _exchange.Failure as failure:
+                outcome = self._write_error(failure, chat_uuid)
             if not isinstance(outcome, DevicError):
                 return outcome
+            if self._outcome_unknown(outcome):
+                if settle is None or chat_uuid is None:
+                    raise self._unsettled(outcome, chat_uuid)
+                settled: _wire.DevicReply | _wire.RunStarted | DevicError | None
+                try:
+                    settled = await settle()
+                except DevicError as failure:
+                    settled = failure
+                if isinstance(settled, DevicError):
+                    raise self._settle_failed(outcome, chat_uuid, settled)
+                if settled is not None:
+                    logger.info("The turn in chat %s landed after all.", chat_uuid)
+                    return settled
+                outcome.is_retryable = True  # certainly not processed
             wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
                 raise self._explained(outcome, chat_uuid)
             self._log_attempt(attempt, wait, outcome)
             await _asleep(wait)
             attempt += 1
-
-    async def _send_once(
-        self, request: httpx.Request, chat_uuid: str | None, parse: Parse
-    ) -> _wire.DevicReply | _wire.RunStarted | DevicAPIError:
-        response = await self.http.send(request, stream=True)
-        try:
-            body = await self._read_body(response)
-        finally:
-            await response.aclose()
-        logger.debug("Devic answered %s", response.status_code)
-        return self._reply_or_error(response, body, chat_uuid, parse)
-
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        length = response.headers.get("content-length")
-        self._check_size(int(length or 0))
-        if length is not None:  # announced and within the cap: one read
-            return await response.aread()
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            self._check_size(len(body))
-        return bytes(body)
 
     async def answer_tools(
         self,
@@ -1104,7 +1336,7 @@ class AsyncDevicClient(_BaseDevicClient):
             **self._tool_response_args(assistant_id, chat_uuid, body)
         )
         try:
-            await self._deliver(request, chat_uuid, _wire.parse_tool_ack)
+            await self._deliver(request, chat_uuid, _wire.parse_tool_ack, None, None)
         except DevicError as error:
             if not self._outcome_unknown(error):
                 raise
@@ -1118,55 +1350,71 @@ class AsyncDevicClient(_BaseDevicClient):
             answered = {str(r["tool_call_id"]) for r in responses}
             self._settle_answers(error, chat_uuid, view, answered)
 
-    async def stop_run(self, assistant_id: str, chat_uuid: str) -> bool:
-        """Ask Devic to stop a run: once, briefly, never retried, never raising.
+    async def stop_run(
+        self, assistant_id: str, chat_uuid: str, *, strict: bool = False
+    ) -> bool:
+        """Ask Devic to stop a run: once, within `STOP_SECONDS`, never retried.
 
-        Returns whether Devic accepted the stop.
+        Returns whether Devic accepted the stop; its answer's body is not read.
+        The best-effort stop (`strict=False`) never raises; a stop the caller
+        asked for (`strict=True`) raises a typed error when Devic is not there.
         """
         self._stopping += 1
         try:
-            response = await self.http.request(
+            request = self.http.build_request(
                 **self._stop_args(assistant_id, chat_uuid)
             )
-            logger.info(
-                "Asked Devic to stop chat %s (%s).", chat_uuid, response.status_code
+            answer = await self._exchange(
+                request, time.monotonic() + STOP_SECONDS, read_body=False
             )
-        except Exception as exc:
+            logger.info(
+                "Asked Devic to stop chat %s (%s).", chat_uuid, answer.status_code
+            )
+        except _exchange.Failure as failure:
+            if strict:
+                raise self._read_error(failure) from None
+            logger.warning(
+                "Could not ask Devic to stop chat %s: %s", chat_uuid, failure
+            )
+            return False
+        except Exception as exc:  # best effort: never raise from a stop
             logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
             return False
         finally:
             self._stopping -= 1
-        return response.is_success
+        return answer.is_success
 
     # ------------------------------------------------------------------- reads
 
     async def read(
-        self, url: str, *, deadline: float, params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        *,
+        deadline: float | None = None,
+        params: Mapping[str, str] | None = None,
+        in_run: bool = False,
     ) -> bytes:
-        """GET a body, retrying any failure that may pass until `deadline`.
+        """GET a body; failures that may pass are retried.
 
-        Reads change nothing on Devic, so a dropped connection or a 500 is
+        Reads change nothing on Devic, so a dropped connection or a 5xx is
         retried too; an answer that will not change (401, 403, 404) is raised.
+        Outside a run a read gets `max_retries` retries within `timeout`; in a
+        followed run it goes on until `deadline` (a refused connection still
+        counts against `max_retries`).
         """
+        deadline = deadline if deadline is not None else self._exchange_deadline()
         attempt = 0
         while True:
             outcome: bytes | DevicError
+            request = self.http.build_request(**self._read_args(url, params))
             try:
-                response = await self.http.send(
-                    self.http.build_request(**self._read_args(url, params)),
-                    stream=True,
-                )
-                try:
-                    outcome = self._body_or_error(
-                        response, await self._read_body(response)
-                    )
-                finally:
-                    await response.aclose()
-            except httpx.TransportError as exc:
-                outcome = self._read_transport_error(exc)
+                answer = await self._exchange(request, deadline)
+                outcome = answer.body if answer.is_success else self._api_error(answer)
+            except _exchange.Failure as failure:
+                outcome = self._read_error(failure)
             if isinstance(outcome, bytes):
                 return outcome
-            wait = _retry.next_read_wait(outcome, attempt, deadline - time.monotonic())
+            wait = self._read_wait(outcome, attempt, deadline, in_run)
             if wait is None:
                 raise outcome
             self._log_attempt(attempt, wait, outcome)
@@ -1174,102 +1422,124 @@ class AsyncDevicClient(_BaseDevicClient):
             attempt += 1
 
     async def read_chat(
-        self, assistant_id: str, chat_uuid: str, *, budget: float | None = None
+        self, assistant_id: str, chat_uuid: str, *, deadline: float | None = None
     ) -> dict[str, Any]:
-        """A chat's history, as Devic stores it (reads retried for `budget` s)."""
+        """A chat's history, as Devic stores it."""
         url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
-        deadline = time.monotonic() + (budget or self.run_timeout)
-        body = await self.read(url, deadline=deadline)
-        return _wire.parse_chat(body, secret=self._secret)
+        return _wire.parse_chat(
+            await self.read(url, deadline=deadline), secret=self._secret
+        )
 
     async def list_chats(
         self, assistant_id: str, params: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """The assistant's chats, newest first."""
         url = _wire.chats_url(self.base_url, assistant_id)
-        body = await self.read(
-            url, deadline=time.monotonic() + self.run_timeout, params=params
+        return _wire.parse_chat_list(
+            await self.read(url, params=params), secret=self._secret
         )
-        return _wire.parse_chat_list(body, secret=self._secret)
 
     # ---------------------------------------------------------------- following
 
     async def follow_run(
-        self, assistant_id: str, tracker: _runs.RunTracker
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float | None = None,
     ) -> AsyncIterator[_runs.Observation]:
-        """Each observation of the run until it ends; its failure is raised.
+        """Each observation of the run until it ends, by `deadline` at the latest.
 
-        The stream of events first (unless this server showed it has none), then
-        polling for the rest. If the caller stops following (an interrupt, a
-        cancellation, a stream closed early) Devic is asked once to stop the run.
+        If the caller stops following (an interrupt, a cancellation, a stream
+        closed early) Devic is asked once to stop the run.
         """
-        deadline = time.monotonic() + self.run_timeout
+        if deadline is None:
+            deadline = time.monotonic() + self.run_timeout
         try:
-            if self.capabilities.sse:
-                async for observation in self._stream_run(
-                    assistant_id, tracker, deadline
-                ):
-                    yield observation
-                    if observation.done:
-                        return
-            async for observation in self._poll_run(assistant_id, tracker, deadline):
+            async for observation in self._follow(assistant_id, tracker, deadline):
                 yield observation
         except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
             await self.stop_run(assistant_id, tracker.chat_uuid)
             raise
 
-    async def _stream_run(
-        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    async def _follow(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool = True,
     ) -> AsyncIterator[_runs.Observation]:
-        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
-        request = self.http.build_request(**self._stream_args(url, deadline))
+        """The one follow loop: views by stream or by polling, judged alike."""
+        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
+        views = self._views(assistant_id, tracker, deadline, sse=sse)
         try:
-            response = await self.http.send(request, stream=True)
-        except httpx.TransportError:
-            return
-        try:
-            if not self._is_event_stream(response):
-                return
-            decoder = _wire.SSEDecoder()
-            view: dict[str, Any] = {}
-            async for line in response.aiter_lines():
-                event = decoder.feed(line)
-                if event is None:
-                    continue
-                view = _wire.apply_event(view, event)
-                if "status" not in view:
-                    continue
+            async for view, polled in views:
                 observation = tracker.observe(view)
-                yield observation
                 if observation.error is not None:
                     raise observation.error
-                if observation.done or time.monotonic() > deadline:
+                yield observation
+                if observation.done:
                     return
-        except httpx.TransportError:
-            logger.info("Devic's run stream went silent or broke; polling instead.")
+                if polled:
+                    wait = schedule.next_wait(observation)
+                    await _asleep(min(wait, max(deadline - time.monotonic(), 0.0)))
         finally:
-            await response.aclose()
+            await views.aclose()
 
-    async def _poll_run(
-        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
-    ) -> AsyncIterator[_runs.Observation]:
+    async def _views(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool,
+    ) -> AsyncGenerator[tuple[dict[str, Any], bool], None]:
+        """Realtime views with a status: from the stream, then from polling."""
+        if sse and self.capabilities.sse:
+            streamed = self._streamed_views(assistant_id, tracker, deadline)
+            try:
+                async for view in streamed:
+                    yield view, False
+            finally:
+                await cast(AsyncGenerator[Any, None], streamed).aclose()
         url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "realtime")
-        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
         while True:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise self._deadline_passed(tracker)
             try:
-                body = await self.read(url, deadline=deadline)
+                body = await self.read(url, deadline=deadline, in_run=True)
             except DevicError as error:
-                raise self._follow_started(error, tracker) from None
-            observation = tracker.observe(_wire.parse_view(body, secret=self._secret))
-            yield observation
-            if observation.error is not None:
-                raise observation.error
-            if observation.done:
-                return
-            wait = schedule.next_wait(observation)
-            await _asleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+                raise self._follow_error(error, tracker, deadline) from None
+            yield _wire.parse_view(body, secret=self._secret), True
+
+    async def _streamed_views(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        request = self.http.build_request(**self._stream_args(url))
+        error: DevicError | None = None
+        try:
+            async with _exchange.aopen_stream(
+                self.http,
+                request,
+                deadline=deadline,
+                cap=self.max_response_bytes,
+                secret=self._secret,
+            ) as stream:
+                if not self._is_event_stream(stream.status_code, stream.headers):
+                    return
+                decoder = _wire.SSEDecoder()
+                view: dict[str, Any] = {}
+                async for line in stream.lines:
+                    event = decoder.feed(line)
+                    if event is not None:
+                        view = _wire.apply_event(view, event)
+                        if "status" in view:
+                            yield view
+        except _exchange.Failure as failure:
+            error = self._stream_gave_out(failure, tracker)
+        if error is not None:
+            raise error
 
     async def wait_idle(
         self, assistant_id: str, chat_uuid: str, deadline: float
@@ -1282,7 +1552,7 @@ class AsyncDevicClient(_BaseDevicClient):
         """
         tracker = _runs.RunTracker(chat_uuid)
         with contextlib.suppress(DevicError):
-            async for _ in self._poll_run(assistant_id, tracker, deadline):
+            async for _ in self._follow(assistant_id, tracker, deadline, sse=False):
                 pass
 
     async def chat_totals(
@@ -1294,8 +1564,9 @@ class AsyncDevicClient(_BaseDevicClient):
         one that keeps failing for `TOTALS_BUDGET` s, costs the usage, never the
         turn.
         """
+        deadline = self._exchange_deadline(time.monotonic() + TOTALS_BUDGET)
         try:
-            chat = await self.read_chat(assistant_id, chat_uuid, budget=TOTALS_BUDGET)
+            chat = await self.read_chat(assistant_id, chat_uuid, deadline=deadline)
         except DevicError as error:
             logger.warning("No token totals for chat %s: %s", chat_uuid, error)
             return None

@@ -635,7 +635,7 @@ def checked_chat_uuid(value: Any, source: str) -> str:
             "new conversation."
         )
         raise ValueError(msg)
-    return value
+    return _wire.validate_chat_uuid(value)
 
 
 def chat_uuid_from_configurable(value: Any, assistant_id: str) -> str | None:

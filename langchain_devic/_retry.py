@@ -1,11 +1,13 @@
 """The retry policy: its numbers and its one decision, free of I/O.
 
 A Devic message changes server state, so only answers that say the message was
-*not* processed are retried (408, 409, 429, 502, 503, 504), plus failures to
-connect, where no byte of the request left this machine. Everything else (a 500,
-a read timeout, a connection dropped mid-answer) may have run the assistant and
-is raised at once: retrying it could post the turn twice. The clients keep only
-their I/O (send, sleep); `next_wait` decides.
+*not* processed are retried (408, 409, 429, 503), plus failures to connect,
+where no byte of the request left this machine. A 502 or 504 comes from a
+gateway that may already have passed the turn on, and a failure after the
+request was written (a 500, a read timeout, a connection dropped mid-answer)
+may have run the assistant: these are unknown outcomes, which the clients settle
+by reading the chat, never by sending blindly. The clients keep only their I/O
+(send, sleep); `next_wait` and `next_read_wait` decide.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Protocol
 import httpx
 
 #: Statuses that say the message was not processed, so sending it again is safe.
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 503})
 
 DEFAULT_MAX_RETRIES = 2
 INITIAL_BACKOFF = 0.5
@@ -94,20 +96,31 @@ READ_RETRY_STATUSES = RETRYABLE_STATUSES | {425}
 
 
 def next_read_wait(
-    error: RetryableFailure, attempt: int, remaining: float
+    error: RetryableFailure,
+    attempt: int,
+    remaining: float,
+    *,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    persistent: bool = False,
 ) -> float | None:
     """Seconds to wait before reading again, or `None` to raise `error` now.
 
     A read changes nothing on Devic, so a transport failure or a 5xx is retried
-    whatever happened, with the usual backoff, for as long as `remaining`
-    seconds allow. An answer that will not change (400, 401, 403, 404) is not.
+    whatever happened; an answer that will not change (400, 401, 403, 404) is
+    not. A `persistent` read (one of a followed run) goes on for as long as
+    `remaining` seconds allow; any other gives up after `max_retries` retries.
+    Every wait is at least the backoff step, whatever the server asks (a
+    `Retry-After: 0` is no hot loop), and never longer than what remains.
     """
     status = getattr(error, "status_code", None)
     if status is not None and status < 500 and status not in READ_RETRY_STATUSES:
         return None
     if remaining <= 0:
         return None
+    if not persistent and attempt >= max_retries:
+        return None
+    wait = backoff_delay(min(attempt, 8))
     retry_after = error.retry_after
-    if retry_after is not None and not math.isfinite(retry_after):
-        retry_after = None
-    return min(retry_wait(retry_after, min(attempt, 8)), remaining)
+    if retry_after is not None and math.isfinite(retry_after):
+        wait = max(wait, retry_after)
+    return min(wait, remaining)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,11 @@ _SEED_KEYS = frozenset(
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
 REDACTED = "[REDACTED]"
+#: The longest identifier that goes into a URL path.
+MAX_SEGMENT = 256
+_UNSAFE_SEGMENT = re.compile(r"[/?#%\\\x00-\x1f\x7f-\x9f]")
+
+logger = logging.getLogger("langchain_devic")
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,37 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def refuse_credentials(base_url: Any) -> None:
+    """Refuse a base URL that carries `user:password@`, without repeating it.
+
+    Run before pydantic sees the value, whose validation errors would show it.
+    """
+    if isinstance(base_url, str) and "@" in base_url:
+        try:
+            userinfo = httpx.URL(base_url.strip()).userinfo
+        except httpx.InvalidURL:
+            return  # validate_base_url refuses it without the credentials
+        if userinfo:
+            msg = (
+                "base_url must not carry a user name or password (user:password@"
+                "host): Devic takes the API key as a bearer token; set "
+                "DEVIC_API_KEY instead."
+            )
+            raise ValueError(msg)
+
+
 def validate_base_url(base_url: str) -> str:
     """Return `base_url` without a trailing slash, or raise if it is unsafe.
 
     Devic refuses plain HTTP and the token must not cross the network in clear,
     so `http://` is accepted only for loopback hosts (the emulator).
     """
-    url = httpx.URL(base_url.strip())
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        msg = "base_url is not a valid URL; use e.g. 'https://api.devic.ai/v1'."
+        raise ValueError(msg) from None
+    refuse_credentials(base_url)
     scheme = url.scheme.lower()
     if scheme not in {"https", "http"} or not url.host:
         msg = (
@@ -110,15 +140,69 @@ def validate_base_url(base_url: str) -> str:
     return str(url).rstrip("/")
 
 
+def is_plain_loopback(base_url: str) -> bool:
+    """Whether `base_url` is plain `http://` to a loopback host (no proxy for it)."""
+    url = httpx.URL(base_url)
+    return url.scheme.lower() == "http" and is_loopback_host(url.host)
+
+
+def segment_problem(value: str) -> str | None:
+    """Why `value` cannot be one safe URL path segment, or `None` if it can.
+
+    Not `.` or `..`, no slash, `?`, `#`, `%` or backslash, no control character, at most
+    `MAX_SEGMENT` characters, not blank.
+    """
+    if not value.strip():
+        return "it is blank"
+    if value.strip() in {".", ".."}:
+        return "it is a dot segment"
+    if len(value) > MAX_SEGMENT:
+        return f"it is longer than {MAX_SEGMENT} characters"
+    if _UNSAFE_SEGMENT.search(value):
+        return "it holds a character a path segment may not (/ ? # % \\ or a control)"
+    return None
+
+
 def validate_assistant_id(assistant_id: str) -> str:
     """Return the id if it can name exactly one path segment, else raise."""
-    if not assistant_id or assistant_id.strip() in {"", ".", ".."}:
+    if not assistant_id or segment_problem(assistant_id):
         msg = (
             f"assistant_id {assistant_id!r} is not a valid Devic assistant id; copy "
             "the id from the assistant's 'Get Code' dialog or set DEVIC_ASSISTANT_ID."
         )
         raise ValueError(msg)
     return assistant_id
+
+
+def validate_chat_uuid(chat_uuid: str) -> str:
+    """Return a caller's chat id if it is one safe path segment, else `ValueError`."""
+    problem = segment_problem(chat_uuid)
+    if problem:
+        msg = (
+            f"chat_uuid {chat_uuid!r} is not a Devic chat id ({problem}); pass the "
+            "chat_uuid from a reply's response_metadata."
+        )
+        raise ValueError(msg)
+    return chat_uuid
+
+
+def server_chat_id(chat_uuid: str | None, secret: str | None) -> str | None:
+    """A chat id chosen by the server, checked before it goes into any path.
+
+    An id that is not one safe path segment (`..`, `a/b`…), or that equals the
+    API key, is a `DevicProtocolError` (the key never goes into a URL or a log).
+    """
+    if chat_uuid is None:
+        return None
+    if secret and secret in chat_uuid:
+        msg = "Devic answered with a chat id that holds the API key; refused."
+        raise DevicProtocolError(msg)
+    problem = segment_problem(chat_uuid)
+    if problem:
+        shown = redact(chat_uuid[:80], secret)
+        msg = f"Devic answered with an unusable chat id {shown!r} ({problem})."
+        raise DevicProtocolError(msg)
+    return chat_uuid
 
 
 def validate_api_key(api_key: str) -> str:
@@ -286,6 +370,25 @@ def assistant_turn(
     return assistant_messages(messages[start:])
 
 
+def turn_after(
+    chat: Mapping[str, Any], sent_text: str
+) -> list[Mapping[str, Any]] | None:
+    """The assistant messages after `sent_text`, if it is the chat's last user message.
+
+    `None` when the chat's last user message is not `sent_text` (the send was
+    not processed); else the turn's assistant messages so far (maybe none yet).
+    """
+    messages = view_messages(chat)
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            text = message_text(message)
+            if text is not None and sent_text in text:
+                return assistant_messages(messages[index + 1 :])
+            return None
+    return None
+
+
 def assistant_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
     """The `assistant` messages of a message list, in order."""
     return [
@@ -406,7 +509,7 @@ def parse_reply(
         extra = json.loads(redact(json.dumps(extra, default=str), secret))
     return DevicReply(
         text=text,
-        chat_uuid=chat_uuid or sent_chat_uuid,
+        chat_uuid=server_chat_id(chat_uuid, secret) or sent_chat_uuid,
         tokens_used=tokens.get("tokens_used"),
         input_tokens=tokens.get("input_tokens"),
         output_tokens=tokens.get("output_tokens"),
@@ -415,14 +518,29 @@ def parse_reply(
     )
 
 
+def token_count(value: Any, name: str) -> int | None:
+    """A token count from the server: a non-negative integer, else absent.
+
+    A negative, fractional or non-numeric count is logged at WARNING and
+    treated as absent, never put into usage.
+    """
+    count = _as_int(value)
+    if value is None:
+        return None
+    if count is None or count < 0:
+        logger.warning("Devic sent an unusable %s (%.40r); ignored.", name, value)
+        return None
+    return count
+
+
 def _token_fields(obj: Mapping[str, Any]) -> dict[str, int | None]:
     """Token figures of an answer, or of a message (its `messageTokenUsage`)."""
     usage = obj.get("messageTokenUsage")
     source = usage if isinstance(usage, Mapping) else obj
     return {
-        "tokens_used": _as_int(obj.get("tokens_used")),
-        "input_tokens": _as_int(source.get("inputTokens")),
-        "output_tokens": _as_int(source.get("outputTokens")),
+        "tokens_used": token_count(obj.get("tokens_used"), "tokens_used"),
+        "input_tokens": token_count(source.get("inputTokens"), "inputTokens"),
+        "output_tokens": token_count(source.get("outputTokens"), "outputTokens"),
     }
 
 
@@ -570,7 +688,10 @@ def parse_run_start(
         )
         raise DevicProtocolError(msg, body=excerpt(body, secret))
     note = payload.get("message") if isinstance(payload, Mapping) else None
-    return RunStarted(chat_uuid, note if isinstance(note, str) else None)
+    return RunStarted(
+        server_chat_id(chat_uuid, secret) or chat_uuid,
+        note if isinstance(note, str) else None,
+    )
 
 
 def tool_response_body(
@@ -595,7 +716,8 @@ def parse_tool_ack(
     chat_uuid = _chat_id(payload) if isinstance(payload, Mapping) else None
     note = payload.get("message") if isinstance(payload, Mapping) else None
     return RunStarted(
-        chat_uuid or sent_chat_uuid or "", note if isinstance(note, str) else None
+        server_chat_id(chat_uuid, secret) or sent_chat_uuid or "",
+        note if isinstance(note, str) else None,
     )
 
 
@@ -732,8 +854,8 @@ def chat_totals(payload: Any) -> tuple[int, int] | None:
         return None
     for source in (payload.get("tokenUsage"), payload):
         if isinstance(source, Mapping):
-            inp = _as_int(source.get("inputTokens"))
-            out = _as_int(source.get("outputTokens"))
+            inp = token_count(source.get("inputTokens"), "inputTokens")
+            out = token_count(source.get("outputTokens"), "outputTokens")
             if inp is not None or out is not None:
                 return inp or 0, out or 0
     return None
@@ -782,6 +904,8 @@ def parse_chat_list(body: bytes, *, secret: str | None) -> list[dict[str, Any]]:
 
 def run_url(base_url: str, assistant_id: str, chat_uuid: str, route: str = "") -> str:
     """A chat's URL (`…/chats/{chat}`), or one of its routes (`realtime`, `stop`…)."""
+    validate_assistant_id(assistant_id)
+    validate_chat_uuid(chat_uuid)
     chat = f"{base_url}/assistants/{quote(assistant_id, safe='')}/chats/"
     chat += quote(chat_uuid, safe="")
     return f"{chat}/{route}" if route else chat

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -223,6 +225,15 @@ class ChatDevic(BaseChatModel):
         hide_input_in_errors=True,
         defer_build=True,  # build the validator on first use, not at import
     )
+
+    if not TYPE_CHECKING:
+
+        def __init__(self, **data: Any) -> None:
+            # Checked before pydantic, whose validation errors would repeat it.
+            _wire.refuse_credentials(
+                data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
+            )
+            super().__init__(**data)
 
     if TYPE_CHECKING:
         # What type checkers see. Pydantic's synthesized signature knows one
@@ -893,6 +904,7 @@ class ChatDevic(BaseChatModel):
         """
         assistant_id, request = call.assistant_id, call.request
         client = self.client
+        deadline = time.monotonic() + self.run_timeout
         before = chat_totals_in(messages, request.chat_uuid)
         if before is None and request.chat_uuid is not None:
             before = client.chat_totals(assistant_id, request.chat_uuid)
@@ -910,6 +922,7 @@ class ChatDevic(BaseChatModel):
                 context=request.context,
                 metadata=request.metadata,
                 extra=call.extra,
+                deadline=deadline,
             )
             if isinstance(started, _wire.DevicReply):
                 chunk = self._closing_chunk(started, assistant_id, stop)
@@ -920,7 +933,7 @@ class ChatDevic(BaseChatModel):
             tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
-        for observation in client.follow_run(assistant_id, tracker):
+        for observation in client.follow_run(assistant_id, tracker, deadline):
             if sink is not None:
                 sink.report(observation.progress)
             for piece in cutter.feed(observation.text):
@@ -954,6 +967,7 @@ class ChatDevic(BaseChatModel):
         """
         assistant_id, request = call.assistant_id, call.request
         client = self.async_client
+        deadline = time.monotonic() + self.run_timeout
         before = chat_totals_in(messages, request.chat_uuid)
         if before is None and request.chat_uuid is not None:
             before = await client.chat_totals(assistant_id, request.chat_uuid)
@@ -971,6 +985,7 @@ class ChatDevic(BaseChatModel):
                 context=request.context,
                 metadata=request.metadata,
                 extra=call.extra,
+                deadline=deadline,
             )
             if isinstance(started, _wire.DevicReply):
                 chunk = self._closing_chunk(started, assistant_id, stop)
@@ -981,7 +996,7 @@ class ChatDevic(BaseChatModel):
             tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
-        async for observation in client.follow_run(assistant_id, tracker):
+        async for observation in client.follow_run(assistant_id, tracker, deadline):
             if sink is not None:
                 await sink.areport(observation.progress)
             for piece in cutter.feed(observation.text):
@@ -1046,20 +1061,24 @@ class ChatDevic(BaseChatModel):
 
         Ends a turn that is still running, or closes a wait for client tool
         results nobody will send (the chat then takes new messages again).
-        Sent once, never retried.
+        Sent once, never retried; a typed `DevicError` when Devic cannot be
+        reached, within 5 s.
         """
         chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        return self.client.stop_run(self.assistant_id, chat_uuid)
+        return self.client.stop_run(self.assistant_id, chat_uuid, strict=True)
 
     async def astop_chat(self, chat_uuid: str) -> bool:
         """Ask Devic to stop the chat's run; returns whether Devic accepted.
 
         Ends a turn that is still running, or closes a wait for client tool
         results nobody will send (the chat then takes new messages again).
-        Sent once, never retried.
+        Sent once, never retried; a typed `DevicError` when Devic cannot be
+        reached, within 5 s.
         """
         chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        return await self.async_client.stop_run(self.assistant_id, chat_uuid)
+        return await self.async_client.stop_run(
+            self.assistant_id, chat_uuid, strict=True
+        )
 
     def list_chats(self, limit: int = 20) -> list[dict[str, Any]]:
         """This assistant's chats, newest first (at most `limit`).

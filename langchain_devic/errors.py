@@ -14,7 +14,8 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     │   ├── DevicConflictError            409      ModelAPIError  (chat busy)
     │   ├── DevicRateLimitError           429      ModelRateLimitError (retry_after)
     │   └── DevicServerError              5xx      ModelAPIError
-    │       └── DevicServiceUnavailableError  502/503/504 (not processed)
+    │       ├── DevicServiceUnavailableError  503 (not processed)
+    │       └── DevicGatewayError             502/504 (unknown outcome)
     ├── DevicConnectionError                       ModelConnectionError
     │   └── DevicConnectError         could not connect: nothing was sent
     ├── DevicTimeoutError                          ModelTimeoutError
@@ -66,6 +67,7 @@ __all__ = [
     "DevicConnectTimeoutError",
     "DevicConnectionError",
     "DevicError",
+    "DevicGatewayError",
     "DevicNotFoundError",
     "DevicPermissionDeniedError",
     "DevicProtocolError",
@@ -199,7 +201,16 @@ class DevicServerError(DevicAPIError, ModelAPIError):
 
 
 class DevicServiceUnavailableError(DevicServerError):
-    """502, 503 or 504: a gateway or Devic refused the request; it was not processed."""
+    """503: Devic refused the request for now; it was not processed."""
+
+
+class DevicGatewayError(DevicServerError):
+    """502 or 504: a gateway answered for Devic; the turn may have run.
+
+    A gateway that times out (504) or loses Devic's answer (502) may already
+    have passed the turn on, so the outcome is unknown: the client settles it by
+    reading the chat when it knows the chat's id, and never re-sends blindly.
+    """
 
 
 class DevicConnectionError(DevicError, ModelConnectionError):
@@ -275,9 +286,9 @@ _STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
     409: DevicConflictError,
     422: DevicBadRequestError,
     429: DevicRateLimitError,
-    502: DevicServiceUnavailableError,
+    502: DevicGatewayError,
     503: DevicServiceUnavailableError,
-    504: DevicServiceUnavailableError,
+    504: DevicGatewayError,
 }
 
 

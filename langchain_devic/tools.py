@@ -31,6 +31,7 @@ that cannot be written after Devic answered is logged: the reply is returned.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -196,6 +197,15 @@ class DevicAssistantTool(BaseTool):
     lock table by default (every tool instance, sync and async), or
     `langchain_devic.locks.PostgresAdvisoryLock` for workers on several
     machines. A lock not had in time is an error ToolMessage (nothing sent)."""
+
+    if not TYPE_CHECKING:
+
+        def __init__(self, **data: Any) -> None:
+            # Checked before pydantic, whose validation errors would repeat it.
+            _wire.refuse_credentials(
+                data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
+            )
+            super().__init__(**data)
 
     if TYPE_CHECKING:
         # What type checkers see: `chat_model` may be left out, and the tool then

@@ -27,6 +27,7 @@ from langchain_devic.errors import (
     DevicConflictError,
     DevicConnectionError,
     DevicError,
+    DevicGatewayError,
     DevicNotFoundError,
     DevicPermissionDeniedError,
     DevicProtocolError,
@@ -54,9 +55,9 @@ TOKEN = "devic-test-TOKEN-4f9a1c"
         (429, DevicRateLimitError, ModelRateLimitError, True),
         (500, DevicServerError, ModelAPIError, False),
         (501, DevicServerError, ModelAPIError, False),
-        (502, DevicServiceUnavailableError, ModelAPIError, True),
+        (502, DevicGatewayError, ModelAPIError, False),
         (503, DevicServiceUnavailableError, ModelAPIError, True),
-        (504, DevicServiceUnavailableError, ModelAPIError, True),
+        (504, DevicGatewayError, ModelAPIError, False),
         (599, DevicServerError, ModelAPIError, False),
         (418, DevicBadRequestError, ModelInvalidRequestError, False),
     ],
@@ -76,7 +77,7 @@ def test_status_mapping(
 
 
 def test_retryable_statuses() -> None:
-    assert frozenset({408, 409, 429, 502, 503, 504}) == RETRYABLE_STATUSES
+    assert frozenset({408, 409, 429, 503}) == RETRYABLE_STATUSES
     assert 500 not in RETRYABLE_STATUSES
 
 
@@ -187,6 +188,7 @@ def test_every_error_is_exported() -> None:
         "DevicTimeoutError",
         "DevicConnectTimeoutError",
         "DevicServiceUnavailableError",
+        "DevicGatewayError",
         "DevicProtocolError",
         "FATAL_ERRORS",
         "RETRYABLE_ERRORS",

@@ -28,6 +28,7 @@ EXPECTED_ALL = {
     "DevicRunError",
     "DevicServerError",
     "DevicServiceUnavailableError",
+    "DevicGatewayError",
     "DevicTimeoutError",
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",

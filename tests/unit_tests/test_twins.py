@@ -72,6 +72,9 @@ SYNC_NAMES = {
     "_aunlock": "_unlock",
     "asynccontextmanager": "contextmanager",
     "AsyncConnection": "Connection",
+    "asend": "send",
+    "aopen_stream": "open_stream",
+    "ASettle": "Settle",
 }
 
 
@@ -133,19 +136,18 @@ def normalized(function: Callable[..., Any]) -> str:
 
 TWINS = [
     (DevicClient.send_message, AsyncDevicClient.send_message),
-    (DevicClient._send_once, AsyncDevicClient._send_once),
+    (DevicClient._exchange, AsyncDevicClient._exchange),
+    (DevicClient._finish_turn, AsyncDevicClient._finish_turn),
     (DevicClient.__init__, AsyncDevicClient.__init__),
     (DevicClient.close, AsyncDevicClient.aclose),
     (DevicClient.start_run, AsyncDevicClient.start_run),
     (DevicClient._deliver, AsyncDevicClient._deliver),
-    (DevicClient._read_body, AsyncDevicClient._read_body),
     (DevicClient.stop_run, AsyncDevicClient.stop_run),
     (DevicClient.read, AsyncDevicClient.read),
     (DevicClient.read_chat, AsyncDevicClient.read_chat),
     (DevicClient.list_chats, AsyncDevicClient.list_chats),
     (DevicClient.follow_run, AsyncDevicClient.follow_run),
-    (DevicClient._stream_run, AsyncDevicClient._stream_run),
-    (DevicClient._poll_run, AsyncDevicClient._poll_run),
+    (DevicClient._streamed_views, AsyncDevicClient._streamed_views),
     (DevicClient.chat_totals, AsyncDevicClient.chat_totals),
     (DevicClient.answer_tools, AsyncDevicClient.answer_tools),
     (ChatDevic._send, ChatDevic._asend),

@@ -122,13 +122,16 @@ def test_is_loopback_host(host: str, loopback: bool) -> None:
 # ------------------------------------------------------------ assistant ids
 
 
-@pytest.mark.parametrize("assistant_id", ["", ".", "..", " ", " .. "])
+@pytest.mark.parametrize(
+    "assistant_id",
+    ["", ".", "..", " ", " .. ", "../admin", "a/b", "x?y", "a%2F", "\x1b"],
+)
 def test_validate_assistant_id_refuses(assistant_id: str) -> None:
     with pytest.raises(ValueError, match="assistant_id"):
         validate_assistant_id(assistant_id)
 
 
-@pytest.mark.parametrize("assistant_id", ["asst-1", "...", "a.b", "../admin", "ü"])
+@pytest.mark.parametrize("assistant_id", ["asst-1", "...", "a.b", "a b", "ü"])
 def test_validate_assistant_id_accepts(assistant_id: str) -> None:
     assert validate_assistant_id(assistant_id) == assistant_id
 
