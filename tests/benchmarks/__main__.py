@@ -1,4 +1,4 @@
-"""`python -m tests.benchmarks`: run the five benchmarks and write RESULTS.md."""
+"""`python -m tests.benchmarks`: run the six benchmarks and write RESULTS.md."""
 
 import sys
 

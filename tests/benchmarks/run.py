@@ -1,8 +1,8 @@
-"""Run the five benchmarks, print their tables and write them to RESULTS.md.
+"""Run the six benchmarks, print their tables and write them to RESULTS.md.
 
 Usage, from the repository root (with the `bench` extra installed)::
 
-    python -m tests.benchmarks            # full run, about 7 minutes on 2 cores
+    python -m tests.benchmarks            # full run, about 12 minutes on 2 cores
     python -m tests.benchmarks --quick    # smoke run; RESULTS.md is not written
     python -m tests.benchmarks --only overhead runs
 
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "import": "tests.benchmarks.bench_import",
     "memory": "tests.benchmarks.bench_memory",
     "runs": "tests.benchmarks.bench_runs",
+    "follow": "tests.benchmarks.bench_follow",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
