@@ -25,10 +25,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from langchain_devic.testing import DevicEmulator, EmulatorServer
-from langchain_devic.testing._server import prepare_request_log
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _same(path: object, other: str) -> bool:
+    """Whether an error's file name is the `--log` path."""
+    return isinstance(path, (str, Path)) and Path(path) == Path(other)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, serve until interrupted, and return the exit code."""
     parser = _parser()
@@ -102,11 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         not args.api_key.strip() or args.api_key != args.api_key.strip()
     ):
         parser.error("--api-key must not be empty or have surrounding whitespace")
-    if args.log is not None:
-        try:  # fail now, not after binding the port
-            prepare_request_log(args.log)
-        except OSError as exc:
-            parser.error(f"cannot write --log {args.log}: {exc.strerror or exc}")
     api_key = args.api_key or secrets.token_urlsafe(24)
 
     emulator = DevicEmulator(
@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # not a loopback address
         parser.error(str(exc))
     except OSError as exc:
+        if args.log is not None and exc.filename and _same(exc.filename, args.log):
+            # The log is prepared before the port is bound: nothing listened.
+            parser.error(f"cannot write --log {args.log}: {exc.strerror or exc}")
         print(
             f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
             file=sys.stderr,
