@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pytest
 from langchain_core.messages import AIMessage
 
-from langchain_devic import ChatDevic, _client
+from langchain_devic import ChatDevic, _clock
 from langchain_devic.errors import (
     DevicConnectionError,
     DevicError,
@@ -171,8 +171,8 @@ async def test_fault_soak(monkeypatch: pytest.MonkeyPatch) -> None:
         waits.append(seconds)
         await asyncio.sleep(0)
 
-    monkeypatch.setattr(_client, "_asleep", no_wait)
-    monkeypatch.setattr(_client, "_sleep", waits.append)
+    monkeypatch.setattr(_clock, "asleep", no_wait)
+    monkeypatch.setattr(_clock, "sleep", waits.append)
 
     emulator = DevicEmulator(api_key=API_KEY, assistants=[ASSISTANT], random_seed=SEED)
     policy = SeededFaults()

@@ -39,6 +39,8 @@ from langchain_devic import (
     DevicServerError,
     DevicTimeoutError,
     _client,
+    _clock,
+    _transports,
 )
 from langchain_devic.testing import DevicEmulator, EmulatorServer, Fault, Write
 
@@ -82,7 +84,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_asleep(seconds: float) -> None:
         recorded.append(seconds)
 
-    monkeypatch.setattr(_client, "_asleep", fake_asleep)
+    monkeypatch.setattr(_clock, "asleep", fake_asleep)
     return recorded
 
 
@@ -131,7 +133,7 @@ async def test_the_aiohttp_client_is_built_like_the_default(
 def test_without_httpx_aiohttp_the_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_client, "_AIOHTTP_CLIENT", None)
+    monkeypatch.setattr(_transports, "_AIOHTTP_CLIENT", None)
     monkeypatch.setitem(sys.modules, "httpx_aiohttp", None)
     with pytest.raises(ImportError, match=r"langchain-devic\[aiohttp\]"):
         _client.build_async_http("aiohttp")

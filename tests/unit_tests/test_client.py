@@ -1,7 +1,7 @@
 """Unit tests for the HTTP client (`langchain_devic._client`).
 
 Every test talks to a scripted `httpx.MockTransport`: no socket is opened, and
-`_client._sleep` / `_client._asleep` are replaced so retries never really wait;
+`_clock.sleep` / `_clock.asleep` are replaced so retries never really wait;
 the waits are recorded and asserted instead.
 """
 
@@ -30,7 +30,7 @@ from langchain_core.exceptions import (
     ModelTimeoutError,
 )
 
-from langchain_devic import _client, _retry
+from langchain_devic import _clock, _retry
 from langchain_devic._client import AsyncDevicClient, DevicClient
 from langchain_devic._version import __version__
 from langchain_devic._wire import DevicReply
@@ -184,8 +184,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_asleep(seconds: float) -> None:
         recorded.append(seconds)
 
-    monkeypatch.setattr(_client, "_sleep", fake_sleep)
-    monkeypatch.setattr(_client, "_asleep", fake_asleep)
+    monkeypatch.setattr(_clock, "sleep", fake_sleep)
+    monkeypatch.setattr(_clock, "asleep", fake_asleep)
     return recorded
 
 

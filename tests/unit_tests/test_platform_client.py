@@ -2,7 +2,7 @@
 
 `FakePlatform` answers the platform routes from a script: the views the
 realtime route shows one read after another, the stream's events (or a refusal),
-and a history with token totals. No socket, and `_client._sleep`/`_asleep` are
+and a history with token totals. No socket, and `_clock.sleep`/`asleep` are
 replaced so polling never really waits.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 
-from langchain_devic import ChatDevic, _client
+from langchain_devic import ChatDevic, _clock
 from langchain_devic._client import AsyncDevicClient, DevicClient
 from langchain_devic._runs import RunTracker
 from langchain_devic.errors import (
@@ -134,8 +134,8 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def asleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(_client, "_sleep", waits.append)
-    monkeypatch.setattr(_client, "_asleep", asleep)
+    monkeypatch.setattr(_clock, "sleep", waits.append)
+    monkeypatch.setattr(_clock, "asleep", asleep)
     return waits
 
 
@@ -338,7 +338,7 @@ def ctrl_c_while_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_client, "_sleep", interrupted)
+    monkeypatch.setattr(_clock, "sleep", interrupted)
 
 
 @pytest.mark.usefixtures("ctrl_c_while_waiting")
@@ -375,7 +375,7 @@ async def test_a_cancelled_task_stops_the_run(monkeypatch: pytest.MonkeyPatch) -
         gate.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(_client, "_asleep", wait_forever)
+    monkeypatch.setattr(_clock, "asleep", wait_forever)
     fake = FakePlatform([view("processing", USER)])
     client = async_client_for(fake)
 

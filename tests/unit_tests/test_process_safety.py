@@ -444,7 +444,7 @@ def test_every_built_client_shares_one_tls_context(
 ) -> None:
     """Loading the CA bundle costs ~30 ms and 0.8 MiB: once per process, not once
     per client (a client per event loop would pay it at every asyncio.run)."""
-    from langchain_devic import _client
+    from langchain_devic import _transports
 
     built: list[object] = []
     real = httpx.create_ssl_context
@@ -453,7 +453,7 @@ def test_every_built_client_shares_one_tls_context(
         built.append(real(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(_client, "_SSL_CONTEXT", None)
+    monkeypatch.setattr(_transports, "_SSL_CONTEXT", None)
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
     models = [own_pools_model() for _ in range(3)]
     clients = [m.client.http for m in models]

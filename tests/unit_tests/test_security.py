@@ -36,7 +36,7 @@ from langchain_core.load import dumpd, dumps
 from langchain_core.messages import ToolMessage
 from pydantic import ValidationError
 
-from langchain_devic import ChatDevic, DevicAssistantTool, _client, errors
+from langchain_devic import ChatDevic, DevicAssistantTool, _clock, errors
 from langchain_devic._client import MAX_RESPONSE_BYTES, AsyncDevicClient, DevicClient
 from langchain_devic.errors import (
     DevicAPIError,
@@ -450,7 +450,7 @@ def test_debug_logs_hide_the_key_in_process(
     debug_logs: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_client, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(_clock, "sleep", lambda seconds: None)
     model = make_model(emulator, max_retries=2)
     assert run_with_failures(model, emulator) == 6
     names = {r.name for r in debug_logs.records}
@@ -466,7 +466,7 @@ def test_debug_logs_hide_the_key_over_loopback_http(
     debug_logs: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_client, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(_clock, "sleep", lambda seconds: None)
     with emulator.serve() as server:
         model = ChatDevic(
             model=ASSISTANT, api_key=KEY, base_url=server.base_url, max_retries=2

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from langchain_devic._client import AsyncDevicClient, DevicClient
 from langchain_devic._locks import LockTable
 from langchain_devic._stores import ThreadStore
 from langchain_devic.chat_models import ChatDevic, ProgressSink
@@ -135,21 +134,6 @@ def normalized(function: Callable[..., Any]) -> str:
 
 
 TWINS = [
-    (DevicClient.send_message, AsyncDevicClient.send_message),
-    (DevicClient._exchange, AsyncDevicClient._exchange),
-    (DevicClient._finish_turn, AsyncDevicClient._finish_turn),
-    (DevicClient.__init__, AsyncDevicClient.__init__),
-    (DevicClient.close, AsyncDevicClient.aclose),
-    (DevicClient.start_run, AsyncDevicClient.start_run),
-    (DevicClient._deliver, AsyncDevicClient._deliver),
-    (DevicClient.stop_run, AsyncDevicClient.stop_run),
-    (DevicClient.read, AsyncDevicClient.read),
-    (DevicClient.read_chat, AsyncDevicClient.read_chat),
-    (DevicClient.list_chats, AsyncDevicClient.list_chats),
-    (DevicClient.follow_run, AsyncDevicClient.follow_run),
-    (DevicClient._streamed_views, AsyncDevicClient._streamed_views),
-    (DevicClient.chat_totals, AsyncDevicClient.chat_totals),
-    (DevicClient.answer_tools, AsyncDevicClient.answer_tools),
     (ChatDevic._send, ChatDevic._asend),
     (ChatDevic._generate, ChatDevic._agenerate),
     (ChatDevic._stream, ChatDevic._astream),
@@ -168,7 +152,6 @@ TWINS = [
     (DevicAssistantTool._follow, DevicAssistantTool._afollow),
     (DevicAssistantTool._await_idle, DevicAssistantTool._aawait_idle),
     (ProgressSink.report, ProgressSink.areport),
-    (DevicClient.wait_idle, AsyncDevicClient.wait_idle),
     (ThreadStore.get, ThreadStore.aget),
     (ThreadStore.put, ThreadStore.aput),
     (LockTable.hold, LockTable.ahold),

@@ -1,0 +1,468 @@
+"""What the sync and async Devic clients share: everything that is not I/O.
+
+Request building, answer handling, error mapping and the decisions of the
+retry and settle rules live here; `_async_client.AsyncDevicClient` does the
+I/O (and `_sync_client.DevicClient` is generated from it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from langchain_devic import _exchange, _retry, _runs, _wire
+from langchain_devic._settings import (
+    MAX_CACHED_URLS,
+    SSE_SILENCE,
+    STOP_TIMEOUT,
+    ClientSettings,
+    RunCapabilities,
+    make_timeout,
+)
+from langchain_devic._version import __version__
+from langchain_devic.errors import (
+    DevicAPIError,
+    DevicConflictError,
+    DevicConnectError,
+    DevicConnectionError,
+    DevicConnectTimeoutError,
+    DevicError,
+    DevicNotFoundError,
+    DevicProtocolError,
+    DevicServerError,
+    DevicTimeoutError,
+)
+
+logger = logging.getLogger("langchain_devic")
+
+#: The shape of a 2xx parser: `_wire.parse_reply` or `_wire.parse_run_start`.
+Parse = Callable[..., "_wire.DevicReply | _wire.RunStarted"]
+
+
+class _BaseDevicClient:
+    """Configuration and the I/O-free halves of a Devic call."""
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        /,
+        *,
+        capabilities: RunCapabilities | None = None,
+        **fields: Any,
+    ) -> None:
+        settings = settings or ClientSettings(**fields)
+        self._api_key = settings.api_key
+        self.base_url = settings.base_url
+        self.timeout = make_timeout(settings.timeout)
+        self.max_retries = settings.max_retries
+        self.default_headers = dict(settings.default_headers or {})
+        self.max_response_bytes = settings.max_response_bytes
+        self.run_timeout = settings.run_timeout
+        self.poll_interval = settings.poll_interval
+        self.max_poll_interval = settings.max_poll_interval
+        self.async_transport = settings.async_transport
+        self.capabilities = capabilities or RunCapabilities()
+        #: Environment proxies are never used for a plain-http loopback base.
+        self.trust_env = not _wire.is_plain_loopback(self.base_url)
+        #: Stop requests in flight (a closing client waits for them).
+        self._stopping = 0
+        self._message_urls: dict[str, httpx.URL] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @property
+    def _secret(self) -> str:
+        return self._api_key.get_secret_value()
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "User-Agent": f"langchain-devic/{__version__}",
+            "Accept-Encoding": _exchange.ACCEPT_ENCODING,
+            **self.default_headers,
+            **_wire.auth_headers(self._secret),
+        }
+
+    @property
+    def _exchange_seconds(self) -> float:
+        """How long one exchange outside a run may take in all: `timeout`."""
+        read = self.timeout.read
+        return read if read is not None else self.run_timeout
+
+    def _exchange_deadline(self, deadline: float | None = None) -> float:
+        """The deadline of one exchange: `timeout` from now, within `deadline`."""
+        own = time.monotonic() + self._exchange_seconds
+        return own if deadline is None else min(own, deadline)
+
+    def _request_args(
+        self,
+        assistant_id: str,
+        message: str,
+        chat_uuid: str | None,
+        context: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        body = _wire.build_request_body(
+            message, chat_uuid, context=context, metadata=metadata, extra=extra
+        )
+        return {
+            "method": "POST",
+            "url": self._messages_url(assistant_id),
+            "json": body,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    def _messages_url(self, assistant_id: str) -> httpx.URL:
+        """The assistant's messages URL, parsed once per client.
+
+        Parsing a URL string is the costliest step of building a request.
+        """
+        url = self._message_urls.get(assistant_id)
+        if url is None:
+            _wire.validate_assistant_id(assistant_id)
+            url = httpx.URL(_wire.messages_url(self.base_url, assistant_id))
+            if len(self._message_urls) < MAX_CACHED_URLS:
+                self._message_urls[assistant_id] = url
+        return url
+
+    def _read_args(
+        self, url: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        return {
+            "method": "GET",
+            "url": url,
+            "params": params,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    def _stream_args(self, url: str) -> dict[str, Any]:
+        """A stream request: silent for `SSE_SILENCE` s (or less) means give up."""
+        silence = min(SSE_SILENCE, self.timeout.read or SSE_SILENCE)
+        return {
+            "method": "GET",
+            "url": url,
+            "params": {"partial": "1"},
+            "headers": {**self._headers(), "Accept": "text/event-stream"},
+            "timeout": httpx.Timeout(silence, connect=self.timeout.connect),
+        }
+
+    def _stop_args(self, assistant_id: str, chat_uuid: str) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": _wire.run_url(self.base_url, assistant_id, chat_uuid, "stop"),
+            "headers": self._headers(),
+            "timeout": STOP_TIMEOUT,
+        }
+
+    def _tool_response_args(
+        self, assistant_id: str, chat_uuid: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": _wire.run_url(
+                self.base_url, assistant_id, chat_uuid, "tool-response"
+            ),
+            "json": body,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    # ----------------------------------------------------------------- answers
+
+    def _api_error(self, answer: _exchange.Answer) -> DevicAPIError:
+        return _wire.api_error(
+            answer.status_code, answer.headers, answer.body, secret=self._secret
+        )
+
+    def _reply_or_error(
+        self, answer: _exchange.Answer, sent_chat_uuid: str | None, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | DevicError:
+        """Turn an answer into a reply (2xx) or the typed error to raise or retry."""
+        if not answer.is_success:
+            return self._api_error(answer)
+        try:
+            reply = parse(
+                answer.body, sent_chat_uuid=sent_chat_uuid, secret=self._secret
+            )
+        except DevicProtocolError as error:
+            return error  # a 2xx: the turn ran, but its answer cannot be read
+        if sent_chat_uuid is not None and reply.chat_uuid != sent_chat_uuid:
+            logger.warning(
+                "Devic forked conversation %s into %s; continuing with the new id.",
+                sent_chat_uuid,
+                reply.chat_uuid,
+            )
+        if sent_chat_uuid is None and reply.chat_uuid is None:
+            logger.warning(
+                "Devic's reply carries no conversation id; it cannot be continued."
+            )
+        return reply
+
+    @staticmethod
+    def _outcome_unknown(error: DevicError) -> bool:
+        """Whether a failed write may still have landed (no clear refusal came)."""
+        if getattr(error, "_sent_nothing", False):
+            return False
+        if isinstance(error, DevicAPIError):
+            return isinstance(error, DevicServerError) and not error.is_retryable
+        return not error.is_retryable
+
+    @staticmethod
+    def _with_note(error: DevicError, note: str) -> DevicError:
+        """`error`, its message extended with `note` (what it means for the caller)."""
+        error.message = f"{error.message} {note}"
+        error.args = (error.message,)
+        return error
+
+    def _explained(self, error: DevicError, chat_uuid: str | None) -> DevicError:
+        """A write's final error; a busy chat's says what may hold it and what to do."""
+        if isinstance(error, DevicConflictError) and chat_uuid is not None:
+            return self._with_note(
+                error,
+                f"(chat {chat_uuid} is busy: a turn is still running there, or it "
+                "waits for the results of client tool calls. Wait and send again, "
+                "answer the calls with ToolMessages, or stop the run with "
+                "ChatDevic.stop_chat.)",
+            )
+        return error
+
+    def _unsettled(self, error: DevicError, chat_uuid: str | None) -> DevicError:
+        """A write of unknown outcome that cannot be settled: say so, never resend."""
+        error.is_retryable = False
+        if chat_uuid is None:
+            note = (
+                "The turn may still have run on Devic, in a new chat whose id is "
+                "unknown: check the assistant's chats before sending it again (it "
+                "was not retried, so it cannot have been posted twice)."
+            )
+        else:
+            note = (
+                f"The turn may still have run on Devic: check conversation "
+                f"{chat_uuid} (load_chat) before sending it again (it was not "
+                "retried, so it cannot have been posted twice)."
+            )
+        return self._with_note(error, note)
+
+    def _settle_failed(
+        self, error: DevicError, chat_uuid: str, failure: DevicError
+    ) -> DevicError:
+        error.is_retryable = False
+        return self._with_note(
+            error,
+            f"The turn may still have run on Devic: whether it reached "
+            f"conversation {chat_uuid} is unknown (the chat could not be read: "
+            f"{failure.message}). Check it (load_chat) before sending it again (it "
+            "was not retried, so it cannot have been posted twice).",
+        )
+
+    def _settle_answers(
+        self,
+        error: DevicError,
+        chat_uuid: str,
+        view: dict[str, Any] | DevicError,
+        answered: set[str],
+    ) -> None:
+        """After a write of unknown outcome: return if the results landed, or raise."""
+        if isinstance(view, DevicError):
+            raise self._with_note(
+                error,
+                f"Whether the tool results reached chat {chat_uuid} is unknown (its "
+                f"view could not be read: {view.message}). Read the chat before "
+                "invoking again: if it still waits, the same messages resend them.",
+            ) from None
+        if answered & _wire.pending_call_ids(view):
+            raise self._with_note(
+                error,
+                f"The tool results were not delivered to chat {chat_uuid} (it "
+                "still waits for them). Invoking again with the same messages "
+                "resends them.",
+            ) from None
+        logger.info("Tool results for chat %s landed after all.", chat_uuid)
+
+    @staticmethod
+    def _settled_send(
+        chat: Mapping[str, Any], chat_uuid: str, message: str, parse: Parse
+    ) -> _wire.DevicReply | _wire.RunStarted | None:
+        """What a chat says of a send of unknown outcome, as far as it can say.
+
+        `None`: the message is not the chat's last user message, so it was not
+        processed. A started run for an async send; for the one call, the
+        reply when the chat already holds it (else the caller follows the run).
+        """
+        turn = _wire.turn_after(chat, message)
+        if turn is None:
+            return None
+        if parse is not _wire.parse_reply:
+            return _wire.RunStarted(chat_uuid)
+        text = _wire.turn_text(turn)
+        if text is None:
+            return _wire.RunStarted(chat_uuid)  # still running: follow it
+        timestamp = _wire.iso_timestamp(turn[-1].get("timestamp"))
+        return _wire.DevicReply(
+            text=text,
+            chat_uuid=chat_uuid,
+            timestamp=timestamp,
+            extra={"recovered": True},
+        )
+
+    # ----------------------------------------------------------------- failures
+
+    def _write_error(
+        self, failure: _exchange.Failure, chat_uuid: str | None
+    ) -> DevicError:
+        """The typed error of a write that failed in the door (cause: text only)."""
+        error = self._describe_write_failure(failure)
+        error.__cause__ = failure.cause
+        return error
+
+    def _describe_write_failure(self, failure: _exchange.Failure) -> DevicError:
+        where = f"Devic at {self.base_url}"
+        detail = failure.detail
+        if failure.kind == "connect":
+            if detail.startswith(("ConnectTimeout", "PoolTimeout")):
+                return DevicConnectTimeoutError(
+                    f"Timed out connecting to {where} ({detail}); nothing was sent."
+                )
+            return DevicConnectError(
+                f"Could not connect to {where} ({detail}); nothing was sent."
+            )
+        if failure.kind == "unsendable":
+            error: DevicError = DevicConnectionError(
+                f"The request could not be sent to {where} ({detail}); nothing was "
+                "sent. Check default_headers and the message for characters HTTP "
+                "cannot carry.",
+                is_retryable=False,
+            )
+            error._sent_nothing = True  # type: ignore[attr-defined]
+            return error
+        status = failure.status_code
+        if status is not None and not 200 <= status < 300:
+            return _wire.api_error(
+                status, {}, detail.encode(), secret=self._secret, retry_after=None
+            )
+        if failure.kind == "too_large":
+            return DevicProtocolError(detail)
+        if failure.kind == "undecodable":
+            return DevicProtocolError(f"Devic sent {detail}.")
+        if failure.kind in ("timeout", "deadline"):
+            read = self.timeout.read
+            budget = f"within {read:g} s" if read is not None else "in time"
+            return DevicTimeoutError(
+                f"No answer from {where} {budget} ({detail}). Raise `timeout` for "
+                "assistants that run long tools.",
+                is_retryable=False,
+            )
+        return DevicConnectionError(
+            f"The connection to {where} failed after the message was sent ({detail}).",
+            is_retryable=False,
+        )
+
+    def _read_error(self, failure: _exchange.Failure) -> DevicError:
+        """The typed error of a read that failed in the door (cause: text only)."""
+        error = self._describe_read_failure(failure)
+        error.__cause__ = failure.cause
+        return error
+
+    def _describe_read_failure(self, failure: _exchange.Failure) -> DevicError:
+        where = f"Devic at {self.base_url}"
+        if failure.kind == "connect":
+            return DevicConnectError(f"Could not read from {where} ({failure.detail}).")
+        if failure.kind == "too_large":
+            return DevicProtocolError(failure.detail)
+        if failure.kind == "undecodable":
+            return DevicProtocolError(f"Devic sent {failure.detail}.")
+        if failure.kind == "deadline":
+            return DevicTimeoutError(
+                f"Reading from {where} did not end in time ({failure.detail}).",
+                is_retryable=False,
+            )
+        return DevicConnectionError(
+            f"Reading from {where} failed ({failure.detail}).", is_retryable=True
+        )
+
+    def _deadline_passed(self, tracker: _runs.RunTracker) -> DevicTimeoutError:
+        return DevicTimeoutError(
+            f"Followed the run in chat {tracker.chat_uuid} for run_timeout="
+            f"{self.run_timeout:g} s without its end (last status: "
+            f"{tracker.status}). It may still finish on Devic: read the chat "
+            "(load_chat) before sending the message again, or raise run_timeout.",
+            is_retryable=False,
+        )
+
+    def _follow_error(
+        self, error: DevicError, tracker: _runs.RunTracker, deadline: float
+    ) -> DevicError:
+        """A read of a followed run failed for good: say what it means."""
+        if time.monotonic() >= deadline:
+            return self._deadline_passed(tracker)
+        if isinstance(error, DevicNotFoundError) and not tracker.view:
+            return DevicNotFoundError(
+                f"{self.base_url} does not serve platform runs (its run routes "
+                "answer 404 for a chat it just created). Use the platform base URL "
+                "(ending in /api/v1), or run_mode='sync' for the one-call API.",
+                status_code=404,
+                code=error.code,
+                body=error.body,
+            )
+        return error
+
+    def _is_event_stream(self, status_code: int, headers: httpx.Headers) -> bool:
+        """Whether a stream answer streams; if the route is missing, remember it."""
+        kind = headers.get("content-type", "")
+        success = 200 <= status_code < 300
+        if success and kind.startswith("text/event-stream"):
+            return True
+        if status_code in {404, 405, 406} or success:
+            logger.info("Devic's run stream is not available here; polling instead.")
+            self.capabilities.sse = False
+        return False
+
+    def _stream_gave_out(
+        self, failure: _exchange.Failure, tracker: _runs.RunTracker
+    ) -> DevicError | None:
+        """A stream's failure: an error to raise, or `None` to poll instead."""
+        if failure.kind == "deadline":
+            return self._deadline_passed(tracker)
+        if failure.kind == "too_large":
+            return DevicProtocolError(f"{failure.detail} (chat {tracker.chat_uuid})")
+        if failure.kind == "undecodable":
+            return DevicProtocolError(
+                f"Devic's run stream for chat {tracker.chat_uuid} sent "
+                f"{failure.detail}."
+            )
+        logger.info("Devic's run stream went silent or broke; polling instead.")
+        return None
+
+    def _read_wait(
+        self, error: DevicError, attempt: int, deadline: float, in_run: bool
+    ) -> float | None:
+        return _retry.next_read_wait(
+            error,
+            attempt,
+            deadline - time.monotonic(),
+            max_retries=self.max_retries,
+            persistent=in_run and not isinstance(error, _NOTHING_SENT),
+        )
+
+    @staticmethod
+    def _log_attempt(attempt: int, wait: float, error: DevicError) -> None:
+        logger.info(
+            "Retrying Devic call (attempt %d) in %.2f s after %s.",
+            attempt + 2,
+            wait,
+            type(error).__name__,
+        )
+
+
+_NOTHING_SENT = (DevicConnectError, DevicConnectTimeoutError)
+#: Settles a write of unknown outcome: the reply or started run if it landed,
+#: `None` if it certainly did not; raises `DevicError` when it cannot tell.
+Settle = Callable[[], "_wire.DevicReply | _wire.RunStarted | None"]
+ASettle = Callable[[], Awaitable["_wire.DevicReply | _wire.RunStarted | None"]]

@@ -1,0 +1,431 @@
+# Generated from _async_client.py by scripts/unasync.py: do not edit by hand.
+# Change the async module, then run `python scripts/unasync.py`.
+"""The Devic client's I/O: sending a turn, reading, following a run, stopping it.
+
+Every request goes through `_exchange` (deadline, size cap, typed errors); the
+decisions are `_base_client`'s and `_retry`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from langchain_devic import _clock, _exchange, _retry, _runs, _wire
+from langchain_devic._base_client import Parse, Settle, _BaseDevicClient
+from langchain_devic._settings import STOP_SECONDS, TOTALS_BUDGET, ClientSettings
+from langchain_devic._transports import build_sync_http
+from langchain_devic.errors import DevicError
+
+logger = logging.getLogger("langchain_devic")
+
+
+class DevicClient(_BaseDevicClient):
+    """Devic client with one reusable connection pool."""
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        /,
+        *,
+        http_client: httpx.Client | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(settings, **fields)
+        self._http = http_client
+        self._owns_http = http_client is None
+
+    @property
+    def http(self) -> httpx.Client:
+        """The httpx client, built on first use and reused afterwards."""
+        if self._http is None:
+            self._http = build_sync_http(self.async_transport, self.trust_env)
+        return self._http
+
+    def close(self) -> None:
+        """Close the connection pool if this client built it."""
+        if self._owns_http and self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _exchange(
+        self, request: httpx.Request, deadline: float, *, read_body: bool = True
+    ) -> _exchange.Answer:
+        return _exchange.send(
+            self.http,
+            request,
+            deadline=deadline,
+            cap=self.max_response_bytes,
+            secret=self._secret,
+            read_body=read_body,
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    def send_message(
+        self,
+        assistant_id: str,
+        message: str,
+        *,
+        chat_uuid: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> _wire.DevicReply:
+        """Send one turn and wait for the reply (the seed's one call)."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
+        )
+        request = self.http.build_request(**args)
+        parse = _wire.parse_reply
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        reply = self._deliver(request, chat_uuid, parse, None, settle)
+        if isinstance(reply, _wire.RunStarted):  # it ran, and is still running
+            return self._finish_turn(assistant_id, reply.chat_uuid, message)
+        return reply
+
+    def start_run(
+        self,
+        assistant_id: str,
+        message: str,
+        *,
+        chat_uuid: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> _wire.RunStarted | _wire.DevicReply:
+        """Start a platform run (`?async=true`); a server may answer it at once."""
+        args = self._request_args(
+            assistant_id, message, chat_uuid, context, metadata, extra
+        )
+        args["params"] = {"async": "true"}
+        request = self.http.build_request(**args)
+        parse = _wire.parse_run_start
+        settle = self._settler(assistant_id, chat_uuid, message, parse)
+        return self._deliver(request, chat_uuid, parse, deadline, settle)
+
+    def _settler(
+        self, assistant_id: str, chat_uuid: str | None, message: str, parse: Parse
+    ) -> Settle | None:
+        if chat_uuid is None:
+            return None
+
+        def settle() -> _wire.DevicReply | _wire.RunStarted | None:
+            chat = self.read_chat(assistant_id, chat_uuid)
+            return self._settled_send(chat, chat_uuid, message, parse)
+
+        return settle
+
+    def _finish_turn(
+        self, assistant_id: str, chat_uuid: str, message: str
+    ) -> _wire.DevicReply:
+        """The reply of a turn found running after a send of unknown outcome."""
+        tracker = _runs.RunTracker(chat_uuid, message)
+        deadline = time.monotonic() + self.run_timeout
+        for _ in self._follow(assistant_id, tracker, deadline, sse=False):
+            pass
+        return _wire.DevicReply(
+            text=tracker.text,
+            chat_uuid=chat_uuid,
+            timestamp=tracker.timestamp,
+            extra={"recovered": True},
+        )
+
+    def _deliver(
+        self,
+        request: httpx.Request,
+        chat_uuid: str | None,
+        parse: Parse,
+        deadline: float | None,
+        settle: Settle | None,
+    ) -> _wire.DevicReply | _wire.RunStarted:
+        """Send a write; retry only what Devic certainly did not process.
+
+        An unknown outcome (a 502 or 504, or a failure after the request was
+        written) is settled by reading the chat where its id is known: the
+        message there means it landed; not there means it may be sent again.
+        """
+        attempt = 0
+        while True:
+            outcome: _wire.DevicReply | _wire.RunStarted | DevicError
+            try:
+                answer = self._exchange(request, self._exchange_deadline(deadline))
+                outcome = self._reply_or_error(answer, chat_uuid, parse)
+            except _exchange.Failure as failure:
+                outcome = self._write_error(failure, chat_uuid)
+            if not isinstance(outcome, DevicError):
+                return outcome
+            if self._outcome_unknown(outcome):
+                if settle is None or chat_uuid is None:
+                    raise self._unsettled(outcome, chat_uuid)
+                settled: _wire.DevicReply | _wire.RunStarted | DevicError | None
+                try:
+                    settled = settle()
+                except DevicError as failure:
+                    settled = failure
+                if isinstance(settled, DevicError):
+                    raise self._settle_failed(outcome, chat_uuid, settled)
+                if settled is not None:
+                    logger.info("The turn in chat %s landed after all.", chat_uuid)
+                    return settled
+                outcome.is_retryable = True  # certainly not processed
+            wait = _retry.next_wait(outcome, attempt, self.max_retries)
+            if wait is None:
+                raise self._explained(outcome, chat_uuid)
+            self._log_attempt(attempt, wait, outcome)
+            _clock.sleep(wait)
+            attempt += 1
+
+    def answer_tools(
+        self,
+        assistant_id: str,
+        chat_uuid: str,
+        responses: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Post the results of the client tool calls a run waits for.
+
+        Retried like any write (only what Devic certainly did not process). A
+        failure whose outcome is unknown is settled by reading the realtime
+        view: the calls no longer pending means the results landed.
+        """
+        body = _wire.tool_response_body(responses, tools)
+        request = self.http.build_request(
+            **self._tool_response_args(assistant_id, chat_uuid, body)
+        )
+        try:
+            self._deliver(request, chat_uuid, _wire.parse_tool_ack, None, None)
+        except DevicError as error:
+            if not self._outcome_unknown(error):
+                raise
+            url = _wire.run_url(self.base_url, assistant_id, chat_uuid, "realtime")
+            view: dict[str, Any] | DevicError
+            try:
+                raw = self.read(url, deadline=time.monotonic() + TOTALS_BUDGET)
+                view = _wire.parse_view(raw, secret=self._secret)
+            except DevicError as failure:
+                view = failure
+            answered = {str(r["tool_call_id"]) for r in responses}
+            self._settle_answers(error, chat_uuid, view, answered)
+
+    def stop_run(
+        self, assistant_id: str, chat_uuid: str, *, strict: bool = False
+    ) -> bool:
+        """Ask Devic to stop a run: once, within `STOP_SECONDS`, never retried.
+
+        Returns whether Devic accepted the stop; its answer's body is not read.
+        The best-effort stop (`strict=False`) never raises; a stop the caller
+        asked for (`strict=True`) raises a typed error when Devic is not there.
+        """
+        self._stopping += 1
+        try:
+            request = self.http.build_request(
+                **self._stop_args(assistant_id, chat_uuid)
+            )
+            answer = self._exchange(
+                request, time.monotonic() + STOP_SECONDS, read_body=False
+            )
+            logger.info(
+                "Asked Devic to stop chat %s (%s).", chat_uuid, answer.status_code
+            )
+        except _exchange.Failure as failure:
+            if strict:
+                raise self._read_error(failure) from None
+            logger.warning(
+                "Could not ask Devic to stop chat %s: %s", chat_uuid, failure
+            )
+            return False
+        except Exception as exc:  # best effort: never raise from a stop
+            logger.warning("Could not ask Devic to stop chat %s: %s", chat_uuid, exc)
+            return False
+        finally:
+            self._stopping -= 1
+        return answer.is_success
+
+    # ------------------------------------------------------------------- reads
+
+    def read(
+        self,
+        url: str,
+        *,
+        deadline: float | None = None,
+        params: Mapping[str, str] | None = None,
+        in_run: bool = False,
+    ) -> bytes:
+        """GET a body; failures that may pass are retried.
+
+        Reads change nothing on Devic, so a dropped connection or a 5xx is
+        retried too; an answer that will not change (401, 403, 404) is raised.
+        Outside a run a read gets `max_retries` retries within `timeout`; in a
+        followed run it goes on until `deadline` (a refused connection still
+        counts against `max_retries`).
+        """
+        deadline = deadline if deadline is not None else self._exchange_deadline()
+        attempt = 0
+        while True:
+            outcome: bytes | DevicError
+            request = self.http.build_request(**self._read_args(url, params))
+            try:
+                answer = self._exchange(request, deadline)
+                outcome = answer.body if answer.is_success else self._api_error(answer)
+            except _exchange.Failure as failure:
+                outcome = self._read_error(failure)
+            if isinstance(outcome, bytes):
+                return outcome
+            wait = self._read_wait(outcome, attempt, deadline, in_run)
+            if wait is None:
+                raise outcome
+            self._log_attempt(attempt, wait, outcome)
+            _clock.sleep(wait)
+            attempt += 1
+
+    def read_chat(
+        self, assistant_id: str, chat_uuid: str, *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """A chat's history, as Devic stores it."""
+        url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
+        return _wire.parse_chat(self.read(url, deadline=deadline), secret=self._secret)
+
+    def list_chats(
+        self, assistant_id: str, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The assistant's chats, newest first."""
+        url = _wire.chats_url(self.base_url, assistant_id)
+        return _wire.parse_chat_list(self.read(url, params=params), secret=self._secret)
+
+    # ---------------------------------------------------------------- following
+
+    def follow_run(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float | None = None,
+    ) -> Iterator[_runs.Observation]:
+        """Each observation of the run until it ends, by `deadline` at the latest.
+
+        If the caller stops following (an interrupt, a cancellation, a stream
+        closed early) Devic is asked once to stop the run.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self.run_timeout
+        try:
+            for observation in self._follow(assistant_id, tracker, deadline):
+                yield observation
+        except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
+            self.stop_run(assistant_id, tracker.chat_uuid)
+            raise
+
+    def _follow(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool = True,
+    ) -> Iterator[_runs.Observation]:
+        """The one follow loop: views by stream or by polling, judged alike."""
+        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
+        views = self._views(assistant_id, tracker, deadline, sse=sse)
+        try:
+            for view, polled in views:
+                observation = tracker.observe(view)
+                if observation.error is not None:
+                    raise observation.error
+                yield observation
+                if observation.done:
+                    return
+                if polled:
+                    wait = schedule.next_wait(observation)
+                    _clock.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+        finally:
+            views.close()
+
+    def _views(
+        self,
+        assistant_id: str,
+        tracker: _runs.RunTracker,
+        deadline: float,
+        *,
+        sse: bool,
+    ) -> Generator[tuple[dict[str, Any], bool], None, None]:
+        """Realtime views with a status: from the stream, then from polling."""
+        if sse and self.capabilities.sse:
+            streamed = self._streamed_views(assistant_id, tracker, deadline)
+            try:
+                for view in streamed:
+                    yield view, False
+            finally:
+                streamed.close()
+        chat = tracker.chat_uuid
+        url = _wire.run_url(self.base_url, assistant_id, chat, "realtime")
+        while True:
+            if time.monotonic() >= deadline:
+                raise self._deadline_passed(tracker)
+            try:
+                body = self.read(url, deadline=deadline, in_run=True)
+            except DevicError as error:
+                raise self._follow_error(error, tracker, deadline) from None
+            yield _wire.parse_view(body, secret=self._secret), True
+
+    def _streamed_views(
+        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
+    ) -> Generator[dict[str, Any], None, None]:
+        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        request = self.http.build_request(**self._stream_args(url))
+        error: DevicError | None = None
+        try:
+            with _exchange.open_stream(
+                self.http,
+                request,
+                deadline=deadline,
+                cap=self.max_response_bytes,
+                secret=self._secret,
+            ) as stream:
+                if not self._is_event_stream(stream.status_code, stream.headers):
+                    return
+                decoder = _wire.SSEDecoder()
+                view: dict[str, Any] = {}
+                for line in stream.lines:
+                    event = decoder.feed(line)
+                    if event is not None:
+                        view = _wire.apply_event(view, event)
+                        if "status" in view:
+                            yield view
+        except _exchange.Failure as failure:
+            error = self._stream_gave_out(failure, tracker)
+        if error is not None:
+            raise error
+
+    def wait_idle(self, assistant_id: str, chat_uuid: str, deadline: float) -> None:
+        """Read the chat until its current run ends (or waits for a client).
+
+        Only reads, so it never disturbs the run. It gives up quietly at
+        `deadline`, when the run fails or the chat cannot be read: the caller's
+        next write finds out how the chat stands.
+        """
+        tracker = _runs.RunTracker(chat_uuid)
+        with contextlib.suppress(DevicError):
+            for _ in self._follow(assistant_id, tracker, deadline, sse=False):
+                pass
+
+    def chat_totals(self, assistant_id: str, chat_uuid: str) -> tuple[int, int] | None:
+        """The chat's token totals so far, or `None` if the history cannot say.
+
+        One history read, for usage only: a server without the history route, or
+        one that keeps failing for `TOTALS_BUDGET` s, costs the usage, never the
+        turn.
+        """
+        deadline = self._exchange_deadline(time.monotonic() + TOTALS_BUDGET)
+        try:
+            chat = self.read_chat(assistant_id, chat_uuid, deadline=deadline)
+        except DevicError as error:
+            logger.warning("No token totals for chat %s: %s", chat_uuid, error)
+            return None
+        return _wire.chat_totals(chat)

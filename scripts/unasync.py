@@ -1,0 +1,136 @@
+"""Generate the sync twins of langchain-devic's async modules, as httpcore does.
+
+The async code is written once; its sync twin is this script's output, line for
+line, with `async`/`await` removed and each async name replaced by its sync
+one. Lines between `# unasync: async-only` and `# unasync: end` are left out.
+The result is formatted with ruff, so it is what ruff would keep.
+
+    python scripts/unasync.py          # write the generated files
+    python scripts/unasync.py --check  # fail when one is stale (.ci/run does)
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "langchain_devic"
+
+#: Async source -> generated sync file.
+FILES = {
+    PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
+}
+
+#: (pattern, replacement), applied in order to each line.
+SUBSTITUTIONS: list[tuple[str, str]] = [
+    (r"\basync def\b", "def"),
+    (r"\basync for\b", "for"),
+    (r"\basync with\b", "with"),
+    (r"\bawait ", ""),
+    (r"\bAsyncGenerator\[(.+), None\]", r"Generator[\1, None, None]"),
+    (r"\bAsyncGenerator\b", "Generator"),
+    (r"\bAsyncIterator\b", "Iterator"),
+    (r"\bAsyncDevicClient\b", "DevicClient"),
+    (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
+    (r"\bbuild_async_http\b", "build_sync_http"),
+    (r"\b_exchange\.asend\b", "_exchange.send"),
+    (r"\b_exchange\.aopen_stream\b", "_exchange.open_stream"),
+    (r"\b_clock\.asleep\b", "_clock.sleep"),
+    (r"\bASettle\b", "Settle"),
+    (r"\.aclose\(\)", ".close()"),
+    (r"\baclose\b", "close"),
+    (r"\basynchronous\b", "synchronous"),
+    (r"\bAsynchronous\b", "Synchronous"),
+]
+_COMPILED = [(re.compile(pattern), repl) for pattern, repl in SUBSTITUTIONS]
+
+HEADER = (
+    "# Generated from {source} by scripts/unasync.py: do not edit by hand.\n"
+    "# Change the async module, then run `python scripts/unasync.py`.\n"
+)
+
+
+def unasync_text(text: str, source_name: str) -> str:
+    """The sync twin of an async module's text (before formatting)."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        marker = line.strip()
+        if marker == "# unasync: async-only":
+            skipping = True
+            continue
+        if marker == "# unasync: end":
+            skipping = False
+            continue
+        if skipping:
+            continue
+        for pattern, repl in _COMPILED:
+            line = pattern.sub(repl, line)
+        out.append(line)
+    return HEADER.format(source=source_name) + "".join(out)
+
+
+def _ruff(args: list[str], text: str, path: Path) -> str:
+    result = subprocess.run(  # noqa: S603 - this interpreter's ruff, fixed args
+        [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(path), "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if result.returncode not in (0, 1):
+        raise SystemExit(result.stderr)
+    return result.stdout
+
+
+def formatted(text: str, path: Path) -> str:
+    """`text` with imports sorted and formatted, as ruff keeps the package."""
+    text = _ruff(["check", "--select", "I", "--fix", "--quiet"], text, path)
+    return _ruff(["format", "--quiet"], text, path)
+
+
+def generate(source: Path, target: Path) -> str:
+    """The generated text of `target`."""
+    text = unasync_text(source.read_text(), source.name)
+    return formatted(text, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or, with --check, verify) every generated file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if stale")
+    args = parser.parse_args(argv)
+    stale = 0
+    for source, target in FILES.items():
+        fresh = generate(source, target)
+        current = target.read_text() if target.exists() else ""
+        if fresh == current:
+            continue
+        if args.check:
+            stale += 1
+            diff = difflib.unified_diff(
+                current.splitlines(keepends=True),
+                fresh.splitlines(keepends=True),
+                str(target.relative_to(ROOT)),
+                "generated",
+            )
+            sys.stdout.writelines(list(diff)[:80])
+        else:
+            target.write_text(fresh)
+            sys.stdout.write(f"wrote {target.relative_to(ROOT)}\n")
+    if stale:
+        sys.stdout.write(
+            f"{stale} generated file(s) stale: run python scripts/unasync.py\n"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
