@@ -38,10 +38,14 @@ them::
 From a shell: `python -m langchain_devic.testing --port 8765` (it prints its
 URL and a random API key, new at each start, unless `--api-key` gives one).
 
-This module is the facade: `DevicEmulator` is the core (`_core`: request log,
-routes, turns) with its faces (`_transport`, `_server`); each chat's state, run
-and stream are in `_chats`, the run steps in `_script`, faults in `_faults` and
-every answer body in `_render`. None of them imports the client they judge.
+This module is the facade: `DevicEmulator` is the core (`_core`: each request's
+entry) with its faces (`_transport`, `_server`). Below the core, one job per
+module: the state and its inspection (`_state`), routing and request checks
+(`_routes`), the send and its run (`_turns`), the other chat routes
+(`_answers`), an exchange's waits (`_exchanges`), the public value types
+(`_records`); each chat's state, run and stream are in `_chats`, the run steps
+in `_script`, faults in `_faults` and every answer body in `_render`. None of
+them imports the client they judge.
 """
 
 from __future__ import annotations
