@@ -56,7 +56,16 @@ PROVIDER = "devic"
 #: The keyword arguments a call may carry, besides LangChain's own (`stream`
 #: and `ls_*` tracing keys, which BaseChatModel itself passes down).
 CALL_KWARGS = frozenset(
-    {"chat_uuid", "context", "request_metadata", "model", "tools", "close_tool_wait"}
+    {
+        "chat_uuid",
+        "context",
+        "request_metadata",
+        "model",
+        "tools",
+        "close_tool_wait",
+        "on_started",
+        "resume",
+    }
 )
 _TEXT_BLOCK_TYPES = frozenset({"text", "input_text", "output_text"})
 #: Blocks an AIMessage may carry that are represented elsewhere (tool_calls) or

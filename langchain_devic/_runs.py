@@ -12,17 +12,36 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_devic import _wire
 from langchain_devic.errors import DevicError, DevicRateLimitError, DevicRunError
 
+#: Every run status Devic reports, and what following a run does on it: keep
+#: following (`keep`; `slow`: at the longest poll interval), stop with the
+#: reply (`done`), stop waiting for the client's tool results (`wait`: an error
+#: when the caller has no tools), or raise (`fail`). A status not listed is
+#: followed like `keep`. The emulator's statuses are held against this table
+#: by a test.
+STATUSES: dict[str, Literal["keep", "slow", "done", "wait", "fail"]] = {
+    "buffering": "keep",
+    "processing": "keep",
+    "handed_off": "slow",
+    "paused_for_resume": "slow",
+    "completed": "done",
+    "waiting_for_tool_response": "wait",
+    "error": "fail",
+    "limit_exceeded": "fail",
+}
 #: Statuses that end the run.
-FINISHED = frozenset({"completed"})
+FINISHED = frozenset(s for s, kind in STATUSES.items() if kind == "done")
 #: Statuses where the run stopped moving: it ended, or waits for client tools.
-SETTLED = FINISHED | {"waiting_for_tool_response"}
+SETTLED = FINISHED | {s for s, kind in STATUSES.items() if kind == "wait"}
 #: Statuses where Devic waits for something slow; followed at the longest interval.
-SLOW = frozenset({"handed_off", "paused_for_resume"})
+SLOW = frozenset(s for s, kind in STATUSES.items() if kind == "slow")
+#: Statuses after which the turn is over without a reply (or the client's
+#: tools are needed): a turn that ended so is not followed again.
+ENDED_BADLY = frozenset(s for s, kind in STATUSES.items() if kind in ("fail", "wait"))
 #: Separator between two assistant messages of one turn (emitted on its own).
 SEPARATOR = "\n\n"
 

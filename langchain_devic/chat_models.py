@@ -146,11 +146,20 @@ class _Call:
     request: DevicRequest
     tools: list[dict[str, Any]]
     close_tool_wait: bool = False
+    #: Called with the chat id once Devic has taken the turn up (a run started).
+    on_started: Callable[[str], Any] | None = None
+    #: Follow the chat's turn of this message instead of sending it.
+    resume: bool = False
 
     @property
     def needs_run(self) -> bool:
-        """Client tools and tool results exist only in platform runs."""
-        return bool(self.tools or self.request.tool_responses)
+        """Client tools, tool results and the run hooks exist only in runs."""
+        return bool(
+            self.tools
+            or self.request.tool_responses
+            or self.on_started is not None
+            or self.resume
+        )
 
     @property
     def extra(self) -> dict[str, Any] | None:
@@ -755,11 +764,17 @@ class ChatDevic(BaseChatModel):
                 "with the model the tools were bound to (model.bind_tools([...]))."
             )
             raise ValueError(msg)
+        resume = bool(kwargs.get("resume"))
+        if resume and request.chat_uuid is None:
+            msg = "resume=True follows a turn already sent: pass its chat_uuid."
+            raise ValueError(msg)
         return _Call(
             assistant_id,
             request,
             tools,
             close_tool_wait=bool(kwargs.get("close_tool_wait")),
+            on_started=kwargs.get("on_started"),
+            resume=resume,
         )
 
     @property
@@ -890,6 +905,20 @@ class ChatDevic(BaseChatModel):
 
     # ------------------------------------------------------------ platform runs
 
+    @staticmethod
+    def _started(call: _Call, chat_uuid: str) -> None:
+        """Tell the caller's `on_started` hook that Devic took the turn up."""
+        if call.on_started is not None:
+            call.on_started(chat_uuid)
+
+    @staticmethod
+    async def _astarted(call: _Call, chat_uuid: str) -> None:
+        """Tell the caller's `on_started` hook (sync or async) that Devic took it."""
+        if call.on_started is not None:
+            marked = call.on_started(chat_uuid)
+            if inspect.isawaitable(marked):
+                await marked
+
     def _run(
         self,
         call: _Call,
@@ -906,7 +935,7 @@ class ChatDevic(BaseChatModel):
         client = self.client
         deadline = time.monotonic() + self.run_timeout
         before = chat_totals_in(messages, request.chat_uuid)
-        if before is None and request.chat_uuid is not None:
+        if before is None and request.chat_uuid is not None and not call.resume:
             before = client.chat_totals(assistant_id, request.chat_uuid)
         if request.tool_responses:
             chat_uuid = cast(str, request.chat_uuid)
@@ -914,6 +943,8 @@ class ChatDevic(BaseChatModel):
                 assistant_id, chat_uuid, request.tool_responses, call.tools
             )
             tracker = call.tracker(chat_uuid)
+        elif call.resume:
+            tracker = call.tracker(cast(str, request.chat_uuid))
         else:
             started = client.start_run(
                 assistant_id,
@@ -930,6 +961,7 @@ class ChatDevic(BaseChatModel):
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
                 return
+            self._started(call, started.chat_uuid)
             tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)
@@ -969,7 +1001,7 @@ class ChatDevic(BaseChatModel):
         client = self.async_client
         deadline = time.monotonic() + self.run_timeout
         before = chat_totals_in(messages, request.chat_uuid)
-        if before is None and request.chat_uuid is not None:
+        if before is None and request.chat_uuid is not None and not call.resume:
             before = await client.chat_totals(assistant_id, request.chat_uuid)
         if request.tool_responses:
             chat_uuid = cast(str, request.chat_uuid)
@@ -977,6 +1009,8 @@ class ChatDevic(BaseChatModel):
                 assistant_id, chat_uuid, request.tool_responses, call.tools
             )
             tracker = call.tracker(chat_uuid)
+        elif call.resume:
+            tracker = call.tracker(cast(str, request.chat_uuid))
         else:
             started = await client.start_run(
                 assistant_id,
@@ -993,6 +1027,7 @@ class ChatDevic(BaseChatModel):
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
                 return
+            await self._astarted(call, started.chat_uuid)
             tracker = call.tracker(started.chat_uuid)
         cutter = StopCutter(stop)
         sink = self._sink_for(run_manager)

@@ -37,30 +37,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
     AsyncCallbackManagerForToolRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
     CallbackManagerForToolRun,
 )
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.stores import InMemoryStore
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_devic import _wire
-from langchain_devic._convert import (
-    DevicRequest,
-    build_devic_request,
-    reply_to_message,
-    run_reply,
-    with_chat_totals,
-)
-from langchain_devic._runs import RunTracker
+from langchain_devic import _runs, _wire
 from langchain_devic._stores import (
     DevicStoreError,
     Pending,
@@ -72,12 +59,13 @@ from langchain_devic._stores import (
     message_digest,
     now_iso,
 )
-from langchain_devic.chat_models import ChatDevic, ProgressSink
+from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
     FATAL_ERRORS,
     DevicConflictError,
     DevicError,
     DevicNotFoundError,
+    DevicRunError,
 )
 from langchain_devic.locks import ConversationLock, InProcessLock
 
@@ -101,8 +89,13 @@ _RAISED: tuple[type[DevicError], ...] = (*FATAL_ERRORS, DevicStoreError)
 
 # Indirections so tests can skip real waiting.
 
+
 #: Run statuses that end a turn without a reply: its mark is cleared.
-_ENDED_BADLY = frozenset({"error", "limit_exceeded", "waiting_for_tool_response"})
+def _ended_badly(error: DevicError) -> bool:
+    """Whether a run error ended the turn (it failed, hit a limit, or waits)."""
+    if isinstance(error, DevicRunError):
+        return error.status in _runs.ENDED_BADLY
+    return getattr(error, "code", None) == "TENANT_LIMIT_EXCEEDED"
 
 
 class DevicAssistantInput(BaseModel):
@@ -384,52 +377,6 @@ class DevicAssistantTool(BaseTool):
             stored,
         )
 
-    def _request(self, message: str, chat_uuid: str | None) -> DevicRequest:
-        """What ChatDevic would send for this one message (exact text)."""
-        model = self.chat_model
-        return build_devic_request(
-            [HumanMessage(message)],
-            assistant_id=model.assistant_id,
-            chat_uuid=chat_uuid,
-            history=model.history,
-            context=model.context,
-            metadata=model.request_metadata,
-        )
-
-    def _reply(
-        self,
-        tracker: RunTracker,
-        before: tuple[int, int] | None,
-        after: tuple[int, int] | None,
-    ) -> AIMessage:
-        reply = run_reply(
-            tracker.text, tracker.chat_uuid, tracker.timestamp, before, after
-        )
-        message = reply_to_message(reply, self.chat_model.assistant_id)
-        with_chat_totals(message, after)
-        return message
-
-    def _model_run_args(self, message: str, config: RunnableConfig) -> dict[str, Any]:
-        """How a platform turn shows up as the ChatDevic child run it stands for."""
-        model = self.chat_model
-        return {
-            "configure": (
-                config.get("callbacks"),
-                model.callbacks,
-                model.verbose,
-                config.get("tags"),
-                model.tags,
-                {**(config.get("metadata") or {}), **model._get_ls_params()},
-                model.metadata,
-            ),
-            "start": (model._serialized, [[HumanMessage(message)]]),
-            "params": {
-                "invocation_params": model._get_invocation_params(),
-                "options": {"stop": None},
-                "batch_size": 1,
-            },
-        }
-
     # -------------------------------------------------------------- seed call
     # A 404 while continuing the thread's stored chat means that chat vanished:
     # start one new conversation. A 404 with nothing stored, or on that restart,
@@ -483,7 +430,7 @@ class DevicAssistantTool(BaseTool):
             with self.lock.hold(assistant_id, key):
                 item = store.get(assistant_id, key)
                 if self._on_platform(store):
-                    turn = self._delegate(
+                    turn = self._platform_turn(
                         message, new_conversation, child, store, key, item
                     )
                 else:
@@ -518,7 +465,7 @@ class DevicAssistantTool(BaseTool):
             async with self.lock.ahold(assistant_id, key):
                 item = await store.aget(assistant_id, key)
                 if self._on_platform(store):
-                    turn = await self._adelegate(
+                    turn = await self._aplatform_turn(
                         message, new_conversation, child, store, key, item
                     )
                 else:
@@ -536,260 +483,174 @@ class DevicAssistantTool(BaseTool):
         return self._answer(turn)
 
     # -------------------------------------------------- crash-safe delegation
-
-    def _delegate(
-        self,
-        message: str,
-        new_conversation: bool,
-        config: RunnableConfig,
-        store: ThreadStore,
-        key: str,
-        item: ThreadItem | None,
-    ) -> _Turn:
-        """A platform turn, reported as the ChatDevic child run it stands for."""
-        args = self._model_run_args(message, config)
-        manager = CallbackManager.configure(*args["configure"])
-        (run,) = manager.on_chat_model_start(*args["start"], **args["params"])
-        try:
-            turn = self._platform_turn(message, new_conversation, run, store, key, item)
-        except BaseException as error:
-            run.on_llm_error(error)
-            raise
-        run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=turn.reply)]]))
-        return turn
-
-    async def _adelegate(
-        self,
-        message: str,
-        new_conversation: bool,
-        config: RunnableConfig,
-        store: ThreadStore,
-        key: str,
-        item: ThreadItem | None,
-    ) -> _Turn:
-        """A platform turn, reported as the ChatDevic child run it stands for."""
-        args = self._model_run_args(message, config)
-        manager = AsyncCallbackManager.configure(*args["configure"])
-        (run,) = await manager.on_chat_model_start(*args["start"], **args["params"])
-        try:
-            turn = await self._aplatform_turn(
-                message, new_conversation, run, store, key, item
-            )
-        except BaseException as error:
-            await run.on_llm_error(error)
-            raise
-        await run.on_llm_end(
-            LLMResult(generations=[[ChatGeneration(message=turn.reply)]])
-        )
-        return turn
+    # A platform turn through the model's own call: `on_started` writes the
+    # in-flight mark as soon as Devic took the turn up, `resume` follows a
+    # marked turn instead of sending it again. A 404 or 409 before the turn
+    # started restarts a vanished chat once, or waits a busy one out.
 
     def _platform_turn(
         self,
         message: str,
         new_conversation: bool,
-        run: CallbackManagerForLLMRun,
+        config: RunnableConfig,
         store: ThreadStore,
         key: str,
         item: ThreadItem | None,
     ) -> _Turn:
         """Recover an in-flight turn of this message, or send it and follow it."""
-        digest = message_digest(message)
         deadline = time.monotonic() + self.chat_model.run_timeout
         stored = None if item is None else item.chat_uuid
-        vanished = False
+        restarted = False
         if item is not None and item.pending is not None and stored is not None:
-            if item.pending.digest == digest:  # sent before: never send it again
+            if item.pending.digest == message_digest(message):  # never twice
                 try:
-                    reply = self._follow(stored, message, run, None, store, key)
+                    reply = self._ask(message, config, stored, store, key, [], True)
                     return _Turn(reply, recovered=True)
                 except DevicNotFoundError:  # the chat is gone, and the turn with it
                     self._log_restart(stored)
-                    stored, vanished = None, True
+                    stored, restarted = None, True
             else:
                 self._await_idle(stored, deadline)  # another turn's run
         if new_conversation:
             stored = None
-        started, before, restarted = self._start(message, stored, deadline)
-        restarted = restarted or vanished
-        if isinstance(started, _wire.DevicReply):  # answered at once: no run
-            reply = reply_to_message(started, self.chat_model.assistant_id)
-            if started.chat_uuid:
-                self._save(store, key, ThreadItem(started.chat_uuid))
-            return _Turn(reply, restarted=restarted)
-        mark = Pending(digest, now_iso())
-        self._save(store, key, ThreadItem(started.chat_uuid, mark))
-        reply = self._follow(started.chat_uuid, message, run, before, store, key)
-        return _Turn(reply, restarted=restarted)
+        while True:
+            started: list[str] = []
+            try:
+                reply = self._ask(message, config, stored, store, key, started)
+                return _Turn(reply, restarted=restarted)
+            except DevicNotFoundError:
+                if started or stored is None:
+                    raise
+                self._log_restart(stored)
+                stored, restarted = None, True
+            except DevicConflictError:
+                if started or stored is None or time.monotonic() > deadline:
+                    raise
+                self._await_idle(stored, deadline)
 
     async def _aplatform_turn(
         self,
         message: str,
         new_conversation: bool,
-        run: AsyncCallbackManagerForLLMRun,
+        config: RunnableConfig,
         store: ThreadStore,
         key: str,
         item: ThreadItem | None,
     ) -> _Turn:
         """Recover an in-flight turn of this message, or send it and follow it."""
-        digest = message_digest(message)
         deadline = time.monotonic() + self.chat_model.run_timeout
         stored = None if item is None else item.chat_uuid
-        vanished = False
+        restarted = False
         if item is not None and item.pending is not None and stored is not None:
-            if item.pending.digest == digest:  # sent before: never send it again
+            if item.pending.digest == message_digest(message):  # never twice
                 try:
-                    reply = await self._afollow(stored, message, run, None, store, key)
+                    reply = await self._aask(
+                        message, config, stored, store, key, [], True
+                    )
                     return _Turn(reply, recovered=True)
                 except DevicNotFoundError:  # the chat is gone, and the turn with it
                     self._log_restart(stored)
-                    stored, vanished = None, True
+                    stored, restarted = None, True
             else:
                 await self._aawait_idle(stored, deadline)  # another turn's run
         if new_conversation:
             stored = None
-        started, before, restarted = await self._astart(message, stored, deadline)
-        restarted = restarted or vanished
-        if isinstance(started, _wire.DevicReply):  # answered at once: no run
-            reply = reply_to_message(started, self.chat_model.assistant_id)
-            if started.chat_uuid:
-                await self._asave(store, key, ThreadItem(started.chat_uuid))
-            return _Turn(reply, restarted=restarted)
-        mark = Pending(digest, now_iso())
-        await self._asave(store, key, ThreadItem(started.chat_uuid, mark))
-        reply = await self._afollow(started.chat_uuid, message, run, before, store, key)
-        return _Turn(reply, restarted=restarted)
-
-    def _start(
-        self, message: str, stored: str | None, deadline: float
-    ) -> tuple[_wire.RunStarted | _wire.DevicReply, tuple[int, int] | None, bool]:
-        """Send the message as a platform run: (the answer, totals before, restarted).
-
-        A vanished stored chat restarts once in a new one; a busy one (409, the
-        chat running a turn this tool did not start) is waited out, then sent
-        again, until `deadline`.
-        """
-        client = self.chat_model.client
-        assistant_id = self.chat_model.assistant_id
-        restarted = False
         while True:
-            request = self._request(message, stored)
-            before = (
-                (0, 0) if stored is None else client.chat_totals(assistant_id, stored)
-            )
+            started: list[str] = []
             try:
-                started = client.start_run(
-                    assistant_id,
-                    request.message,
-                    chat_uuid=request.chat_uuid,
-                    context=request.context,
-                    metadata=request.metadata,
-                )
-                return started, before, restarted
+                reply = await self._aask(message, config, stored, store, key, started)
+                return _Turn(reply, restarted=restarted)
             except DevicNotFoundError:
-                if stored is None:
+                if started or stored is None:
                     raise
                 self._log_restart(stored)
                 stored, restarted = None, True
             except DevicConflictError:
-                if stored is None or time.monotonic() > deadline:
-                    raise
-                self._await_idle(stored, deadline)
-
-    async def _astart(
-        self, message: str, stored: str | None, deadline: float
-    ) -> tuple[_wire.RunStarted | _wire.DevicReply, tuple[int, int] | None, bool]:
-        """Send the message as a platform run: (the answer, totals before, restarted).
-
-        A vanished stored chat restarts once in a new one; a busy one (409, the
-        chat running a turn this tool did not start) is waited out, then sent
-        again, until `deadline`.
-        """
-        client = self.chat_model.async_client
-        assistant_id = self.chat_model.assistant_id
-        restarted = False
-        while True:
-            request = self._request(message, stored)
-            before = (
-                (0, 0)
-                if stored is None
-                else await client.chat_totals(assistant_id, stored)
-            )
-            try:
-                started = await client.start_run(
-                    assistant_id,
-                    request.message,
-                    chat_uuid=request.chat_uuid,
-                    context=request.context,
-                    metadata=request.metadata,
-                )
-                return started, before, restarted
-            except DevicNotFoundError:
-                if stored is None:
-                    raise
-                self._log_restart(stored)
-                stored, restarted = None, True
-            except DevicConflictError:
-                if stored is None or time.monotonic() > deadline:
+                if started or stored is None or time.monotonic() > deadline:
                     raise
                 await self._aawait_idle(stored, deadline)
 
-    def _follow(
+    def _ask(
         self,
-        chat_uuid: str,
         message: str,
-        run: CallbackManagerForLLMRun,
-        before: tuple[int, int] | None,
+        config: RunnableConfig,
+        chat_uuid: str | None,
         store: ThreadStore,
         key: str,
+        started: list[str],
+        resume: bool = False,
     ) -> AIMessage:
-        """Follow this turn's run to its end; the turn's end clears the mark.
+        """One model call on the platform, its thread record kept around it.
 
-        A run that failed clears it too (the turn is over); a follow cut short
-        (timeout, lost connection, cancellation) keeps it, so the next call of
-        this message picks the run up again instead of sending it twice.
+        The mark is written when Devic takes the turn up (`started` then holds
+        the chat), and rewritten without it when the turn ends, or ended badly;
+        a call cut short (timeout, lost connection, cancellation) keeps it, so
+        the next call of this message picks the run up instead of sending again.
         """
-        client = self.chat_model.client
-        assistant_id = self.chat_model.assistant_id
-        tracker = RunTracker(chat_uuid, message)
-        try:
-            for observation in client.follow_run(assistant_id, tracker):
-                ProgressSink.of(run).report(observation.progress)
-        except DevicError:
-            if tracker.status in _ENDED_BADLY:
-                self._save(store, key, ThreadItem(chat_uuid))
-            raise
-        after = client.chat_totals(assistant_id, chat_uuid)
-        self._save(store, key, ThreadItem(chat_uuid))
-        return self._reply(tracker, before, after)
+        digest = message_digest(message)
 
-    async def _afollow(
+        def mark(chat: str) -> None:
+            started.append(chat)
+            self._save(store, key, ThreadItem(chat, Pending(digest, now_iso())))
+
+        try:
+            reply = self.chat_model.invoke(
+                message,
+                config,
+                chat_uuid=chat_uuid,
+                on_started=mark,
+                resume=resume,
+            )
+        except DevicError as error:
+            ended = started[-1] if started else chat_uuid if resume else None
+            if ended is not None and _ended_badly(error):
+                self._save(store, key, ThreadItem(ended))
+            raise
+        chat = reply.response_metadata.get("chat_uuid") or chat_uuid
+        if chat:
+            self._save(store, key, ThreadItem(chat))
+        return reply
+
+    async def _aask(
         self,
-        chat_uuid: str,
         message: str,
-        run: AsyncCallbackManagerForLLMRun,
-        before: tuple[int, int] | None,
+        config: RunnableConfig,
+        chat_uuid: str | None,
         store: ThreadStore,
         key: str,
+        started: list[str],
+        resume: bool = False,
     ) -> AIMessage:
-        """Follow this turn's run to its end; the turn's end clears the mark.
+        """One model call on the platform, its thread record kept around it.
 
-        A run that failed clears it too (the turn is over); a follow cut short
-        (timeout, lost connection, cancellation) keeps it, so the next call of
-        this message picks the run up again instead of sending it twice.
+        The mark is written when Devic takes the turn up (`started` then holds
+        the chat), and rewritten without it when the turn ends, or ended badly;
+        a call cut short (timeout, lost connection, cancellation) keeps it, so
+        the next call of this message picks the run up instead of sending again.
         """
-        client = self.chat_model.async_client
-        assistant_id = self.chat_model.assistant_id
-        tracker = RunTracker(chat_uuid, message)
+        digest = message_digest(message)
+
+        async def mark(chat: str) -> None:
+            started.append(chat)
+            await self._asave(store, key, ThreadItem(chat, Pending(digest, now_iso())))
+
         try:
-            async for observation in client.follow_run(assistant_id, tracker):
-                await ProgressSink.of(run).areport(observation.progress)
-        except DevicError:
-            if tracker.status in _ENDED_BADLY:
-                await self._asave(store, key, ThreadItem(chat_uuid))
+            reply = await self.chat_model.ainvoke(
+                message,
+                config,
+                chat_uuid=chat_uuid,
+                on_started=mark,
+                resume=resume,
+            )
+        except DevicError as error:
+            ended = started[-1] if started else chat_uuid if resume else None
+            if ended is not None and _ended_badly(error):
+                await self._asave(store, key, ThreadItem(ended))
             raise
-        after = await client.chat_totals(assistant_id, chat_uuid)
-        await self._asave(store, key, ThreadItem(chat_uuid))
-        return self._reply(tracker, before, after)
+        chat = reply.response_metadata.get("chat_uuid") or chat_uuid
+        if chat:
+            await self._asave(store, key, ThreadItem(chat))
+        return reply
 
     def _await_idle(self, chat_uuid: str, deadline: float) -> None:
         """Wait until the chat's current run (not this call's) has ended.
