@@ -176,7 +176,18 @@ class _Call:
         )
 
 
-_PROGRESS: ContextVar[ProgressSink | None] = ContextVar(
+@dataclass(frozen=True)
+class _LazySink:
+    """The progress sink of an `invoke` with handlers, built only if needed."""
+
+    model: ChatDevic
+    config: RunnableConfig
+
+    def sink(self) -> ProgressSink:
+        return self.model._progress_sink(self.config)
+
+
+_PROGRESS: ContextVar[ProgressSink | _LazySink | None] = ContextVar(
     "langchain_devic_progress", default=None
 )
 
@@ -567,9 +578,18 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        return super().invoke(
-            input, config, stop=stop, **self._with_config(config, kwargs)
-        )
+        kwargs = self._with_config(config, kwargs)
+        if not (config and config.get("callbacks")):
+            return super().invoke(input, config, stop=stop, **kwargs)
+        # With handlers, BaseChatModel may stream without lending its run
+        # manager (a streaming handler: LangGraph's "messages" mode): lend the
+        # run's handlers for progress events, as `stream` does.
+        config = self._with_run_id(config)
+        token = _PROGRESS.set(_LazySink(self, config))
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            _PROGRESS.reset(token)
 
     @override
     async def ainvoke(
@@ -580,9 +600,15 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        return await super().ainvoke(
-            input, config, stop=stop, **self._with_config(config, kwargs)
-        )
+        kwargs = self._with_config(config, kwargs)
+        if not (config and config.get("callbacks")):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        config = self._with_run_id(config)
+        token = _PROGRESS.set(_LazySink(self, config))
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            _PROGRESS.reset(token)
 
     @override
     def stream(
@@ -681,7 +707,8 @@ class ChatDevic(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
     ) -> ProgressSink | None:
         if run_manager is None:
-            return _PROGRESS.get()
+            lent = _PROGRESS.get()
+            return lent.sink() if isinstance(lent, _LazySink) else lent
         return ProgressSink.of(run_manager)
 
     def stream_events(

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
@@ -41,31 +39,26 @@ from langchain_core.callbacks import (
     CallbackManagerForToolRun,
 )
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import RunnableConfig
 from langchain_core.stores import InMemoryStore
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_devic import _runs, _wire
+from langchain_devic import _wire
+from langchain_devic._async_tool import _AsyncToolCalls
 from langchain_devic._stores import (
     DevicStoreError,
-    Pending,
     ThreadItem,
     ThreadStore,
     adapt_store,
     graph_store,
     is_store,
-    message_digest,
-    now_iso,
 )
+from langchain_devic._sync_tool import _SyncToolCalls
+from langchain_devic._delegation import Turn, thread_key
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
-    FATAL_ERRORS,
-    DevicConflictError,
     DevicError,
-    DevicNotFoundError,
-    DevicRunError,
 )
 from langchain_devic.locks import ConversationLock, InProcessLock
 
@@ -83,21 +76,10 @@ _CHAT_MODEL_FIELDS = frozenset(
     for alias in (name, field.alias)
     if alias
 )
+
+
 #: Errors the tool raises instead of telling the agent: a person must act (a
 #: store that cannot be read: nothing was sent, the call may be made again).
-_RAISED: tuple[type[DevicError], ...] = (*FATAL_ERRORS, DevicStoreError)
-
-# Indirections so tests can skip real waiting.
-
-
-#: Run statuses that end a turn without a reply: its mark is cleared.
-def _ended_badly(error: DevicError) -> bool:
-    """Whether a run error ended the turn (it failed, hit a limit, or waits)."""
-    if isinstance(error, DevicRunError):
-        return error.status in _runs.ENDED_BADLY
-    return getattr(error, "code", None) == "TENANT_LIMIT_EXCEEDED"
-
-
 class DevicAssistantInput(BaseModel):
     """What an agent sends to a Devic assistant."""
 
@@ -113,53 +95,8 @@ class DevicAssistantInput(BaseModel):
     )
 
 
-def thread_key(config: RunnableConfig | None) -> str | None:
-    """The conversation key of an agent thread, or `None` outside any thread.
-
-    It is `thread_id` plus the parent checkpoint namespace with task ids removed
-    (`"research:9f2…|tools:4c1…"` → `"research"`), so every tool call of one
-    thread, at one level of the graph, shares one Devic conversation.
-    """
-    configurable = ensure_config(config).get("configurable") or {}
-    thread_id = configurable.get("thread_id")
-    if thread_id is None or thread_id == "":
-        return None
-    namespace = str(configurable.get("checkpoint_ns") or "")
-    parents = [segment.split(":", 1)[0] for segment in namespace.split("|")[:-1]]
-    return f"{thread_id}|{'|'.join(parents)}"
-
-
-@dataclass(frozen=True)
-class _Turn:
-    """One delegated turn: the reply, and how it was had."""
-
-    reply: AIMessage
-    restarted: bool = False
-    recovered: bool = False
-
-
-class DevicAssistantTool(BaseTool):
-    """Lets a tool-calling agent delegate a task to a Devic assistant.
-
-    Give it a `name` and a `description` that tell the agent what the assistant
-    is for, and either a `chat_model=ChatDevic(...)` or ChatDevic's own fields
-    (`assistant_id`, `api_key`, `base_url`, ...). The tool answers with the
-    assistant's reply as content and an artifact `{"chat_uuid",
-    "assistant_id", "tokens_used", "timestamp", "restarted"}`, plus
-    `"recovered": True` when the reply is that of a turn an earlier call had
-    sent (see the module: a resumed call never sends its message twice).
-
-    Example:
-        ```python
-        from langchain_devic import DevicAssistantTool
-
-        billing = DevicAssistantTool(
-            name="billing_assistant",
-            description="Answers questions about invoices and refunds.",
-            assistant_id="billing",
-        )
-        ```
-    """
+class _ToolCore(BaseTool):
+    """The tool's fields, their checks, and what its sync and async calls share."""
 
     model_config = ConfigDict(
         arbitrary_types_allowed=True, hide_input_in_errors=True, defer_build=True
@@ -199,21 +136,6 @@ class DevicAssistantTool(BaseTool):
                 data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
             )
             super().__init__(**data)
-
-    if TYPE_CHECKING:
-        # What type checkers see: `chat_model` may be left out, and the tool then
-        # builds it from ChatDevic's fields passed here (`assistant_id`, ...).
-        # Checked by tests/typing/usage.py (pyright and mypy, in .ci/run).
-        def __init__(
-            self,
-            *,
-            name: str,
-            description: str,
-            chat_model: ChatDevic | None = None,
-            store: Any = ...,
-            lock: ConversationLock = ...,
-            **kwargs: Any,
-        ) -> None: ...
 
     @model_validator(mode="before")
     @classmethod
@@ -277,44 +199,6 @@ class DevicAssistantTool(BaseTool):
         """
         return store.shared and self.chat_model.run_mode != "sync"
 
-    def get_chat_uuid(self, config: RunnableConfig | None = None) -> str | None:
-        """The Devic chat the agent thread of `config` continues, if any.
-
-        Read from the store this tool would use for that config.
-        """
-        config = ensure_config(config)
-        key = thread_key(config)
-        if key is None:
-            return None
-        item = self._thread_store(config).get(self.chat_model.assistant_id, key)
-        return None if item is None else item.chat_uuid
-
-    async def aget_chat_uuid(self, config: RunnableConfig | None = None) -> str | None:
-        """The Devic chat the agent thread of `config` continues, if any.
-
-        Read from the store this tool would use for that config.
-        """
-        config = ensure_config(config)
-        key = thread_key(config)
-        if key is None:
-            return None
-        item = await self._thread_store(config).aget(self.chat_model.assistant_id, key)
-        return None if item is None else item.chat_uuid
-
-    def _save(self, store: ThreadStore, key: str, item: ThreadItem) -> None:
-        """Store the thread's item; a failure is logged, never raised."""
-        try:
-            store.put(self.chat_model.assistant_id, key, item)
-        except DevicStoreError as error:
-            self._log_unsaved(error, item)
-
-    async def _asave(self, store: ThreadStore, key: str, item: ThreadItem) -> None:
-        """Store the thread's item; a failure is logged, never raised."""
-        try:
-            await store.aput(self.chat_model.assistant_id, key, item)
-        except DevicStoreError as error:
-            self._log_unsaved(error, item)
-
     @staticmethod
     def _log_unsaved(error: DevicStoreError, item: ThreadItem) -> None:
         # Devic has the turn: losing the reply over the store would be worse.
@@ -351,7 +235,7 @@ class DevicAssistantTool(BaseTool):
             child["callbacks"] = run_manager.get_child()
         return child
 
-    def _answer(self, turn: _Turn) -> tuple[str, dict[str, Any]]:
+    def _answer(self, turn: Turn) -> tuple[str, dict[str, Any]]:
         metadata = turn.reply.response_metadata
         artifact = {
             "chat_uuid": metadata.get("chat_uuid"),
@@ -377,293 +261,41 @@ class DevicAssistantTool(BaseTool):
             stored,
         )
 
-    # -------------------------------------------------------------- seed call
-    # A 404 while continuing the thread's stored chat means that chat vanished:
-    # start one new conversation. A 404 with nothing stored, or on that restart,
-    # means the assistant itself is unknown, which a person must fix (raised).
 
-    def _converse(
-        self, message: str, config: RunnableConfig, stored: str | None
-    ) -> _Turn:
-        """One ChatDevic call (its own run mode), restarting a vanished chat once."""
-        try:
-            return _Turn(self.chat_model.invoke(message, config, chat_uuid=stored))
-        except DevicNotFoundError:
-            if stored is None:
-                raise
-            self._log_restart(stored)
-        reply = self.chat_model.invoke(message, config, chat_uuid=None)
-        return _Turn(reply, restarted=True)
+class DevicAssistantTool(_SyncToolCalls, _AsyncToolCalls, _ToolCore):
+    """Lets a tool-calling agent delegate a task to a Devic assistant.
 
-    async def _aconverse(
-        self, message: str, config: RunnableConfig, stored: str | None
-    ) -> _Turn:
-        """One ChatDevic call (its own run mode), restarting a vanished chat once."""
-        try:
-            return _Turn(
-                await self.chat_model.ainvoke(message, config, chat_uuid=stored)
-            )
-        except DevicNotFoundError:
-            if stored is None:
-                raise
-            self._log_restart(stored)
-        reply = await self.chat_model.ainvoke(message, config, chat_uuid=None)
-        return _Turn(reply, restarted=True)
+    Give it a `name` and a `description` that tell the agent what the assistant
+    is for, and either a `chat_model=ChatDevic(...)` or ChatDevic's own fields
+    (`assistant_id`, `api_key`, `base_url`, ...). The tool answers with the
+    assistant's reply as content and an artifact `{"chat_uuid",
+    "assistant_id", "tokens_used", "timestamp", "restarted"}`, plus
+    `"recovered": True` when the reply is that of a turn an earlier call had
+    sent (see the module: a resumed call never sends its message twice).
 
-    # ----------------------------------------------------------- the tool run
+    Example:
+        ```python
+        from langchain_devic import DevicAssistantTool
 
-    def _run(
-        self,
-        message: str,
-        new_conversation: bool = False,
-        *,
-        config: RunnableConfig,
-        run_manager: CallbackManagerForToolRun | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        child = self._child_config(config, run_manager)
-        key = thread_key(config)
-        assistant_id = self.chat_model.assistant_id
-        try:
-            if key is None:
-                return self._answer(self._converse(message, child, None))
-            store = self._thread_store(config)
-            with self.lock.hold(assistant_id, key):
-                item = store.get(assistant_id, key)
-                if self._on_platform(store):
-                    turn = self._platform_turn(
-                        message, new_conversation, child, store, key, item
-                    )
-                else:
-                    stored = (
-                        None if new_conversation or item is None else item.chat_uuid
-                    )
-                    turn = self._converse(message, child, stored)
-                    chat = turn.reply.response_metadata.get("chat_uuid")
-                    if chat:
-                        self._save(store, key, ThreadItem(chat))
-        except _RAISED:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
-        return self._answer(turn)
+        billing = DevicAssistantTool(
+            name="billing_assistant",
+            description="Answers questions about invoices and refunds.",
+            assistant_id="billing",
+        )
+        ```
+    """
 
-    async def _arun(
-        self,
-        message: str,
-        new_conversation: bool = False,
-        *,
-        config: RunnableConfig,
-        run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        child = self._child_config(config, run_manager)
-        key = thread_key(config)
-        assistant_id = self.chat_model.assistant_id
-        try:
-            if key is None:
-                return self._answer(await self._aconverse(message, child, None))
-            store = self._thread_store(config)
-            async with self.lock.ahold(assistant_id, key):
-                item = await store.aget(assistant_id, key)
-                if self._on_platform(store):
-                    turn = await self._aplatform_turn(
-                        message, new_conversation, child, store, key, item
-                    )
-                else:
-                    stored = (
-                        None if new_conversation or item is None else item.chat_uuid
-                    )
-                    turn = await self._aconverse(message, child, stored)
-                    chat = turn.reply.response_metadata.get("chat_uuid")
-                    if chat:
-                        await self._asave(store, key, ThreadItem(chat))
-        except _RAISED:
-            raise
-        except (DevicError, ValueError) as error:
-            raise self._for_agent(error) from error
-        return self._answer(turn)
-
-    # -------------------------------------------------- crash-safe delegation
-    # A platform turn through the model's own call: `on_started` writes the
-    # in-flight mark as soon as Devic took the turn up, `resume` follows a
-    # marked turn instead of sending it again. A 404 or 409 before the turn
-    # started restarts a vanished chat once, or waits a busy one out.
-
-    def _platform_turn(
-        self,
-        message: str,
-        new_conversation: bool,
-        config: RunnableConfig,
-        store: ThreadStore,
-        key: str,
-        item: ThreadItem | None,
-    ) -> _Turn:
-        """Recover an in-flight turn of this message, or send it and follow it."""
-        deadline = time.monotonic() + self.chat_model.run_timeout
-        stored = None if item is None else item.chat_uuid
-        restarted = False
-        if item is not None and item.pending is not None and stored is not None:
-            if item.pending.digest == message_digest(message):  # never twice
-                try:
-                    reply = self._ask(message, config, stored, store, key, [], True)
-                    return _Turn(reply, recovered=True)
-                except DevicNotFoundError:  # the chat is gone, and the turn with it
-                    self._log_restart(stored)
-                    stored, restarted = None, True
-            else:
-                self._await_idle(stored, deadline)  # another turn's run
-        if new_conversation:
-            stored = None
-        while True:
-            started: list[str] = []
-            try:
-                reply = self._ask(message, config, stored, store, key, started)
-                return _Turn(reply, restarted=restarted)
-            except DevicNotFoundError:
-                if started or stored is None:
-                    raise
-                self._log_restart(stored)
-                stored, restarted = None, True
-            except DevicConflictError:
-                if started or stored is None or time.monotonic() > deadline:
-                    raise
-                self._await_idle(stored, deadline)
-
-    async def _aplatform_turn(
-        self,
-        message: str,
-        new_conversation: bool,
-        config: RunnableConfig,
-        store: ThreadStore,
-        key: str,
-        item: ThreadItem | None,
-    ) -> _Turn:
-        """Recover an in-flight turn of this message, or send it and follow it."""
-        deadline = time.monotonic() + self.chat_model.run_timeout
-        stored = None if item is None else item.chat_uuid
-        restarted = False
-        if item is not None and item.pending is not None and stored is not None:
-            if item.pending.digest == message_digest(message):  # never twice
-                try:
-                    reply = await self._aask(
-                        message, config, stored, store, key, [], True
-                    )
-                    return _Turn(reply, recovered=True)
-                except DevicNotFoundError:  # the chat is gone, and the turn with it
-                    self._log_restart(stored)
-                    stored, restarted = None, True
-            else:
-                await self._aawait_idle(stored, deadline)  # another turn's run
-        if new_conversation:
-            stored = None
-        while True:
-            started: list[str] = []
-            try:
-                reply = await self._aask(message, config, stored, store, key, started)
-                return _Turn(reply, restarted=restarted)
-            except DevicNotFoundError:
-                if started or stored is None:
-                    raise
-                self._log_restart(stored)
-                stored, restarted = None, True
-            except DevicConflictError:
-                if started or stored is None or time.monotonic() > deadline:
-                    raise
-                await self._aawait_idle(stored, deadline)
-
-    def _ask(
-        self,
-        message: str,
-        config: RunnableConfig,
-        chat_uuid: str | None,
-        store: ThreadStore,
-        key: str,
-        started: list[str],
-        resume: bool = False,
-    ) -> AIMessage:
-        """One model call on the platform, its thread record kept around it.
-
-        The mark is written when Devic takes the turn up (`started` then holds
-        the chat), and rewritten without it when the turn ends, or ended badly;
-        a call cut short (timeout, lost connection, cancellation) keeps it, so
-        the next call of this message picks the run up instead of sending again.
-        """
-        digest = message_digest(message)
-
-        def mark(chat: str) -> None:
-            started.append(chat)
-            self._save(store, key, ThreadItem(chat, Pending(digest, now_iso())))
-
-        try:
-            reply = self.chat_model.invoke(
-                message,
-                config,
-                chat_uuid=chat_uuid,
-                on_started=mark,
-                resume=resume,
-            )
-        except DevicError as error:
-            ended = started[-1] if started else chat_uuid if resume else None
-            if ended is not None and _ended_badly(error):
-                self._save(store, key, ThreadItem(ended))
-            raise
-        chat = reply.response_metadata.get("chat_uuid") or chat_uuid
-        if chat:
-            self._save(store, key, ThreadItem(chat))
-        return reply
-
-    async def _aask(
-        self,
-        message: str,
-        config: RunnableConfig,
-        chat_uuid: str | None,
-        store: ThreadStore,
-        key: str,
-        started: list[str],
-        resume: bool = False,
-    ) -> AIMessage:
-        """One model call on the platform, its thread record kept around it.
-
-        The mark is written when Devic takes the turn up (`started` then holds
-        the chat), and rewritten without it when the turn ends, or ended badly;
-        a call cut short (timeout, lost connection, cancellation) keeps it, so
-        the next call of this message picks the run up instead of sending again.
-        """
-        digest = message_digest(message)
-
-        async def mark(chat: str) -> None:
-            started.append(chat)
-            await self._asave(store, key, ThreadItem(chat, Pending(digest, now_iso())))
-
-        try:
-            reply = await self.chat_model.ainvoke(
-                message,
-                config,
-                chat_uuid=chat_uuid,
-                on_started=mark,
-                resume=resume,
-            )
-        except DevicError as error:
-            ended = started[-1] if started else chat_uuid if resume else None
-            if ended is not None and _ended_badly(error):
-                await self._asave(store, key, ThreadItem(ended))
-            raise
-        chat = reply.response_metadata.get("chat_uuid") or chat_uuid
-        if chat:
-            await self._asave(store, key, ThreadItem(chat))
-        return reply
-
-    def _await_idle(self, chat_uuid: str, deadline: float) -> None:
-        """Wait until the chat's current run (not this call's) has ended.
-
-        Only reads: another call's run is never stopped from here.
-        """
-        model = self.chat_model
-        model.client.wait_idle(model.assistant_id, chat_uuid, deadline)
-
-    async def _aawait_idle(self, chat_uuid: str, deadline: float) -> None:
-        """Wait until the chat's current run (not this call's) has ended.
-
-        Only reads: another call's run is never stopped from here.
-        """
-        model = self.chat_model
-        await model.async_client.wait_idle(model.assistant_id, chat_uuid, deadline)
+    if TYPE_CHECKING:
+        # What type checkers see: `chat_model` may be left out, and the tool then
+        # builds it from ChatDevic's fields passed here (`assistant_id`, ...).
+        # Checked by tests/typing/usage.py (pyright and mypy, in .ci/run).
+        def __init__(
+            self,
+            *,
+            name: str,
+            description: str,
+            chat_model: ChatDevic | None = None,
+            store: Any = ...,
+            lock: ConversationLock = ...,
+            **kwargs: Any,
+        ) -> None: ...

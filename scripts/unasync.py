@@ -24,6 +24,7 @@ PACKAGE = ROOT / "langchain_devic"
 #: Async source -> generated sync file.
 FILES = {
     PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
+    PACKAGE / "_async_tool.py": PACKAGE / "_sync_tool.py",
 }
 
 #: (pattern, replacement), applied in order to each line.
@@ -42,6 +43,14 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b_exchange\.aopen_stream\b", "_exchange.open_stream"),
     (r"\b_clock\.asleep\b", "_clock.sleep"),
     (r"\bASettle\b", "Settle"),
+    (r"\b_AsyncToolCalls\b", "_SyncToolCalls"),
+    (r"\bAsyncCallbackManagerForToolRun\b", "CallbackManagerForToolRun"),
+    (r"\b_a(run|converse|platform_turn|ask|await_idle|save)\b", r"_\1"),
+    (r"\baget_chat_uuid\b", "get_chat_uuid"),
+    (r"\bainvoke\b", "invoke"),
+    (r"\.a(get|put|hold)\(", r".\1("),
+    (r"\.async_client\b", ".client"),
+    (r"\bThe async calls\b", "The sync calls"),
     (r"\.aclose\(\)", ".close()"),
     (r"\baclose\b", "close"),
     (r"\basynchronous\b", "synchronous"),
