@@ -10,18 +10,20 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from langchain_devic.testing._chats import Chat, Follower
+from langchain_devic.testing._chats import Chat, Follower, now_ms
 from langchain_devic.testing._records import RecordedRequest
 from langchain_devic.testing._render import (
     SSE_CONTENT_TYPE,
     Answer,
     StreamAnswer,
     chats_body,
+    realtime_body,
     stop_body,
     tool_response_body,
 )
 from langchain_devic.testing._routes import flag, paging, responses_problem
 from langchain_devic.testing._state import State
+from langchain_devic.testing._surface import chat_matches
 
 __all__ = ["Answers"]
 
@@ -35,25 +37,34 @@ class Answers(State):
 
     # ------------------------------------------------------------- the reads
 
-    def _find_chat(self, record: RecordedRequest) -> Chat | Answer:
-        """The chat a chat route names (call with the lock held), or the 404."""
-        assistant_id, chat_id = record.assistant_id, record.chat_uuid
-        assert assistant_id is not None  # noqa: S101 - routed requests only
-        assert chat_id is not None  # noqa: S101 - chat routes name one
-        if self._reply_of(assistant_id) is None:
-            return self._assistant_not_found(assistant_id)
-        chat = self._chats.get(chat_id)
-        if chat is None or chat.assistant_id != assistant_id:
-            return self._chat_not_found(chat_id)
-        return chat
-
     def _answer_history(self, record: RecordedRequest) -> Answer:
         """`GET …/chats/{chat}`: the stored chat with its token totals."""
         return self._answer_chat(record, lambda chat: chat.history())
 
     def _answer_realtime(self, record: RecordedRequest) -> Answer:
-        """`GET …/chats/{chat}/realtime`: the realtime view."""
-        return self._answer_chat(record, Chat.view)
+        """`GET …/chats/{chat}/realtime`: the realtime view.
+
+        Once it has expired (`realtime_ttl` after the chat's last update), the
+        view is rebuilt from the stored chat and says `completed`, as Devic's
+        is once its realtime key is gone, whatever the run was doing.
+        """
+        return self._answer_chat(record, self._view_of)
+
+    def _view_of(self, chat: Chat) -> dict[str, Any]:
+        if not self._expired(chat):
+            return chat.view()
+        return realtime_body(
+            chat_id=chat.chat_id,
+            status="completed",
+            updated_ms=chat.updated_ms,
+            history=chat.messages,
+            streaming=None,
+            fields={},
+        )
+
+    def _expired(self, chat: Chat) -> bool:
+        """Whether a chat's realtime view has expired (lock held)."""
+        return now_ms() - chat.updated_ms > self.realtime_ttl * 1000
 
     def _answer_chat(
         self, record: RecordedRequest, body: Callable[[Chat], dict[str, Any]]
@@ -113,6 +124,12 @@ class Answers(State):
             if run is None or run.done or not run.waiting:
                 message = f"Chat '{chat.chat_id}' is not waiting for a tool response"
                 return self._refusal(400, message, "BAD_REQUEST")
+            if self._expired(chat):
+                message = (
+                    f"Chat '{chat.chat_id}' has no realtime entry any more (it "
+                    "expired after its last update): tool responses are refused"
+                )
+                return self._refusal(400, message, "REALTIME_EXPIRED")
             pending = [str(call["id"]) for call in run.pending]
             problem = responses_problem(record.json, pending)
             if problem is not None:
@@ -121,7 +138,11 @@ class Answers(State):
         return self._ok(201, tool_response_body(chat.chat_id))
 
     def _answer_chats(self, record: RecordedRequest) -> Answer:
-        """`GET …/assistants/{id}/chats`: the assistant's chats, newest first."""
+        """`GET …/assistants/{id}/chats`: the assistant's chats, newest first.
+
+        `tenantId` and `subtenantId` in the query keep the chats whose sends
+        named them.
+        """
         assistant_id = record.assistant_id
         assert assistant_id is not None  # noqa: S101 - routed requests only
         query = parse_qs(record.query)
@@ -130,11 +151,15 @@ class Answers(State):
             return self._refusal(400, pages, "BAD_REQUEST")
         offset, limit = pages
         content = not flag(record.query, "omitContent")
+        filters: dict[str, Any] = {"assistantSpecializationIdentifier": assistant_id}
+        for name in ("tenantId", "subtenantId"):
+            if query.get(name):
+                filters[name] = query[name][-1]
         with self._lock:
             if self._reply_of(assistant_id) is None:
                 return self._assistant_not_found(assistant_id)
             chats = sorted(
-                (c for c in self._chats.values() if c.assistant_id == assistant_id),
+                (c for c in self._chats.values() if chat_matches(c, filters)),
                 key=lambda c: c.order,
                 reverse=True,
             )

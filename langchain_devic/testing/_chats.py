@@ -135,6 +135,11 @@ class Chat:
         self.input_tokens = 0
         self.output_tokens = 0
         self.metadata: Mapping[str, Any] | None = None
+        #: What the sends set on the chat (`tenantId`, `subtenantId`,
+        #: `userName`, `tags`, `llm`, `provider`), shown by its history.
+        self.options: dict[str, Any] = {}
+        #: The feedback on its messages, by message id (`FeedbackEntry`).
+        self.feedback: dict[str, dict[str, Any]] = {}
         #: A turn holds the chat (from its check to the end of its run).
         self.busy = False
         self.run: Run | None = None
@@ -228,6 +233,7 @@ class Chat:
             tokens=(self.input_tokens, self.output_tokens),
             metadata=self.metadata,
             content=content,
+            options=self.options,
         )
 
 

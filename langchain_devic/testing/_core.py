@@ -47,6 +47,7 @@ from langchain_devic.testing._routes import (
     route_of,
     sent_chat,
 )
+from langchain_devic.testing._surface import Surface
 from langchain_devic.testing._turns import Turns
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-class Core(Turns, Answers):
+class Core(Turns, Answers, Surface):
     """The emulator's state and its request handling, without any face.
 
     `DevicEmulator` (in `langchain_devic.testing`) adds the faces; its
@@ -103,8 +104,9 @@ class Core(Turns, Answers):
         if route is None or (route == "stream" and not self.sse):
             not_found = route_not_found(record.method, record.path)
             return Exchange(self, slot, answer=not_found)
-        if record.method != ROUTE_METHODS[route]:
-            not_allowed = method_not_allowed(record.method, ROUTE_METHODS[route])
+        if record.method not in ROUTE_METHODS[route]:
+            allowed = ", ".join(ROUTE_METHODS[route])
+            not_allowed = method_not_allowed(record.method, allowed)
             return Exchange(self, slot, answer=not_allowed)
         if not record.authorized:
             refusal = self._refusal(401, "Invalid or missing API key", "UNAUTHORIZED")
@@ -143,7 +145,7 @@ class Core(Turns, Answers):
         path, _, query = target.partition("?")
         parsed = parse_json(body)
         payload = parsed if isinstance(parsed, dict) else {}
-        routed = route_of(self._prefixes, path)
+        routed = route_of(self._prefixes, path, method.upper())
         route, assistant_id, path_chat = routed or (None, None, None)
         sent_message = payload.get("message")
         chat_uuid = path_chat if route != "messages" else sent_chat(payload)
@@ -195,6 +197,10 @@ class Core(Turns, Answers):
             "stream": self._answer_stream,
             "stop": self._answer_stop,
             "tool-response": self._answer_tool_response,
+            "feedback": self._answer_feedback,
+            "assistants": self._answer_assistants,
+            "assistant": self._answer_assistant,
+            "search": self._answer_search,
         }
         reader = readers[route]
         return Read(lambda: reader(record))

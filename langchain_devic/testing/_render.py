@@ -62,21 +62,38 @@ __all__ = [
 Dialect: TypeAlias = Literal["flat", "platform"]
 DIALECTS: tuple[Dialect, ...] = ("flat", "platform")
 
-#: The routes the emulator serves, under `{prefix}/assistants/{id}/`: `messages`,
-#: `chats`, `chats/{chat}` (`chat`), and `chats/{chat}/<realtime | stream | stop
-#: | tool-response>`.
+#: The routes the emulator serves. Under `{prefix}/assistants/{id}/`:
+#: `messages`, `chats`, `chats/{chat}` (`chat`), and `chats/{chat}/<realtime |
+#: stream | stop | tool-response | feedback>`. And the assistants themselves:
+#: `{prefix}/assistants` (`assistants`: list, create), `{prefix}/assistants/{id}`
+#: (`assistant`: read, update, delete), and the chat search
+#: `POST {prefix}/assistants/chats` (`search`).
 Route: TypeAlias = Literal[
-    "messages", "chats", "chat", "realtime", "stream", "stop", "tool-response"
+    "messages",
+    "chats",
+    "chat",
+    "realtime",
+    "stream",
+    "stop",
+    "tool-response",
+    "feedback",
+    "assistants",
+    "assistant",
+    "search",
 ]
-#: The one method each route answers.
-ROUTE_METHODS: dict[Route, str] = {
-    "messages": "POST",
-    "chats": "GET",
-    "chat": "GET",
-    "realtime": "GET",
-    "stream": "GET",
-    "stop": "POST",
-    "tool-response": "POST",
+#: The methods each route answers.
+ROUTE_METHODS: dict[Route, tuple[str, ...]] = {
+    "messages": ("POST",),
+    "chats": ("GET",),
+    "chat": ("GET",),
+    "realtime": ("GET",),
+    "stream": ("GET",),
+    "stop": ("POST",),
+    "tool-response": ("POST",),
+    "feedback": ("GET", "POST"),
+    "assistants": ("GET", "POST"),
+    "assistant": ("GET", "PATCH", "DELETE"),
+    "search": ("POST",),
 }
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -169,6 +186,7 @@ class MessageDetails(TypedDict, total=False):
     tool_call_id: str | None
     summary: str | None
     data: Any
+    files: tuple[Mapping[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,8 @@ class Message:
         data: `content.data` when `text` is `None`: a client tool's result
             that is not a string (an object, a list, a number). `None` is no
             data, so a `null` result reads as an empty content.
+        files: The files a user message came with, as sent
+            (`{name, donwloadUrl, fileType}`), kept as `content.files`.
     """
 
     uid: str
@@ -198,6 +218,7 @@ class Message:
     tool_call_id: str | None = None
     summary: str | None = None
     data: Any = None
+    files: tuple[Mapping[str, Any], ...] = field(default=())
 
     @property
     def readable(self) -> str:
@@ -218,6 +239,8 @@ class Message:
             content["message"] = self.text
         elif self.data is not None:
             content["data"] = self.data
+        if self.files:
+            content["files"] = [dict(f) for f in self.files]
         body: dict[str, Any] = {
             "uid": self.uid,
             "role": self.role,
@@ -329,7 +352,11 @@ def route_not_found(method: str, path: str) -> Answer:
 
 
 def method_not_allowed(method: str, allowed: str = "POST") -> Answer:
-    """The 405 for a route asked with another method than its own."""
+    """The 405 for a route asked with another method than its own.
+
+    `allowed` is the `Allow` header's value: one method, or several joined
+    by `, `.
+    """
     message = f"Method {method} is not allowed here; use {allowed}."
     return json_answer(
         405,
@@ -500,6 +527,7 @@ def chat_history_body(
     tokens: tuple[int, int],
     metadata: Mapping[str, Any] | None,
     content: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stored chat (`ChatHistory`), with the chat's token totals.
 
@@ -512,6 +540,8 @@ def chat_history_body(
         tokens: The chat's `(input, output)` totals over every turn.
         metadata: The last `metadata` object sent to it.
         content: Whether to include `chatContent` (the list's `omitContent`).
+        options: What the sends set on the chat and its history shows:
+            `tenantId`, `subtenantId`, `userName`, `tags`, `llm`, `provider`.
 
     Returns:
         The body, ready to be dumped.
@@ -531,6 +561,7 @@ def chat_history_body(
         "metadata": dict(metadata or {}),
         "handedOff": False,
     }
+    body.update(options or {})
     if content:
         body["chatContent"] = [message.to_json(chat_id) for message in history]
     return body

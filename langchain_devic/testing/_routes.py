@@ -26,25 +26,36 @@ _CHAT_ROUTES: dict[str, Route] = {
     "stream": "stream",
     "stop": "stop",
     "tool-response": "tool-response",
+    "feedback": "feedback",
 }
 
 
 def route_of(
-    prefixes: Iterable[str], path: str
-) -> tuple[Route, str, str | None] | None:
+    prefixes: Iterable[str], path: str, method: str = "GET"
+) -> tuple[Route, str | None, str | None] | None:
     """The route of a path, its decoded assistant id and chat id, else `None`.
 
+    `POST …/assistants/chats` is the chat search; any other method on that
+    path reads (or changes) the assistant called `chats`.
+
     Args:
-        prefixes: The path prefixes served, each ending in `/assistants/`.
+        prefixes: The path prefixes served, each ending in `/assistants`.
         path: The raw (percent-encoded) path, without the query string.
+        method: The request's method (upper case).
     """
     for prefix in prefixes:
-        if not path.startswith(prefix):
+        if path == prefix:
+            return "assistants", None, None
+        if not path.startswith(prefix + "/"):
             continue
-        parts = [unquote(part) for part in path[len(prefix) :].split("/")]
+        parts = [unquote(part) for part in path[len(prefix) + 1 :].split("/")]
         if not all(parts):
             continue
         match parts:
+            case ["chats"] if method == "POST":
+                return "search", None, None
+            case [assistant_id]:
+                return "assistant", assistant_id, None
             case [assistant_id, "messages"]:
                 return "messages", assistant_id, None
             case [assistant_id, "chats"]:
@@ -167,7 +178,50 @@ def body_problem(payload: Any, headers: list[tuple[str, str]]) -> str | None:
         not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
     ):
         return "'tools' must be a list of objects"
+    return options_problem(payload)
+
+
+#: The send's string options (`ProcessMessageDto`).
+STRING_OPTIONS = ("tenantId", "subtenantId", "userName", "provider", "model")
+
+
+def options_problem(payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with a send's options (tenants, tags, files, ...), or `None`."""
+    for name in STRING_OPTIONS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"'{name}' must be a string"
+    for name in ("tags", "enabledTools"):
+        value = payload.get(name)
+        if value is not None and not _strings(value):
+            return f"'{name}' must be a list of strings"
+    files = payload.get("files")
+    if files is not None and (
+        not isinstance(files, list)
+        or not all(
+            isinstance(f, dict) and isinstance(f.get("name"), str) for f in files
+        )
+    ):
+        return "'files' must be a list of {name, donwloadUrl, fileType} objects"
+    previous = payload.get("previousConversation")
+    if previous is not None and (
+        not isinstance(previous, list)
+        or not all(
+            isinstance(p, dict)
+            and isinstance(p.get("message"), str)
+            and p.get("role") in {"user", "assistant"}
+            for p in previous
+        )
+    ):
+        return "'previousConversation' must be a list of {message, role} objects"
+    skip = payload.get("skipSummarization")
+    if skip is not None and not isinstance(skip, bool):
+        return "'skipSummarization' must be a boolean"
     return None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def normalize_base_path(base_path: str) -> str:

@@ -8,6 +8,7 @@ state is safe from server threads, asyncio tasks and run threads.
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import uuid
 from collections import deque
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from langchain_devic.testing._chats import Chat, Run
+from langchain_devic.testing._chats import Chat, Run, now_ms
 from langchain_devic.testing._exchanges import Slot
 from langchain_devic.testing._faults import Fault
 from langchain_devic.testing._records import (
@@ -36,7 +37,14 @@ from langchain_devic.testing._render import (
 from langchain_devic.testing._routes import PLATFORM_PREFIX, normalize_base_path
 from langchain_devic.testing._script import Write
 
-__all__ = ["SSE_KEEPALIVE", "WRITE_INTERVAL", "WRITE_PIECES", "State"]
+__all__ = [
+    "REALTIME_TTL",
+    "SSE_KEEPALIVE",
+    "WRITE_INTERVAL",
+    "WRITE_PIECES",
+    "State",
+    "profile_of",
+]
 
 #: How much of the user's message the default reply repeats, in characters.
 ECHO_CHARS = 200
@@ -45,6 +53,32 @@ WRITE_PIECES = 4
 WRITE_INTERVAL = 0.02
 #: Seconds of quiet before an SSE stream sends a keep-alive comment.
 SSE_KEEPALIVE = 15.0
+#: Seconds a chat's realtime view lives after its last update (Devic: one hour).
+REALTIME_TTL = 3600.0
+#: The model and provider an assistant reports unless told otherwise.
+DEFAULT_MODEL = "emulator-model"
+DEFAULT_PROVIDER = "emulator"
+
+
+def profile_of(
+    assistant_id: str, fields: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """An assistant's `AssistantSpecialization`: the defaults, then `fields`."""
+    profile: dict[str, Any] = {
+        "identifier": assistant_id,
+        "name": assistant_id,
+        "description": f"Emulated assistant {assistant_id}",
+        "state": "active",
+        "model": DEFAULT_MODEL,
+        "provider": DEFAULT_PROVIDER,
+        "isCustom": True,
+        "enabledTools": None,
+        "availableToolsGroups": [],
+        "creationTimestampMs": now_ms(),
+    }
+    profile.update(fields or {})
+    profile["identifier"] = assistant_id
+    return profile
 
 
 class State:
@@ -62,13 +96,15 @@ class State:
         api_key: str = DEFAULT_API_KEY,
         assistants: Iterable[str] | Mapping[str, ReplyFn | None] | None = None,
         dialect: Dialect = "flat",
-        random_seed: int = 0,
+        random_seed: int | None = 0,
         base_path: str = "/v1",
         *,
         sse: bool = True,
         envelope: bool = False,
         write_pieces: int = WRITE_PIECES,
         write_interval: float = WRITE_INTERVAL,
+        accept_any_assistant: bool | None = None,
+        realtime_ttl: float = REALTIME_TTL,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             msg = "api_key must be a non-empty string."
@@ -80,7 +116,9 @@ class State:
         Write("", pieces=write_pieces, interval=write_interval)
         self._api_key = api_key.encode("utf-8")
         self.dialect: Dialect = dialect
-        self.random_seed = random_seed
+        self.random_seed = (
+            random_seed if random_seed is not None else secrets.randbits(64)
+        )
         self.base_path = normalize_base_path(base_path)
         self.latency: float = 0.0
         self.fault_policy: Callable[[RecordedRequest], Fault | None] | None = None
@@ -89,9 +127,12 @@ class State:
         self.write_pieces = write_pieces
         self.write_interval = write_interval
         self.sse_keepalive = SSE_KEEPALIVE
+        self.realtime_ttl = realtime_ttl
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._open = assistants is None
+        self.accept_any_assistant = (
+            assistants is None if accept_any_assistant is None else accept_any_assistant
+        )
         self._assistants: dict[str, ReplyFn | None] = {}
         if isinstance(assistants, str):
             self._assistants[assistants] = None
@@ -99,6 +140,10 @@ class State:
             self._assistants.update(assistants)
         elif assistants is not None:
             self._assistants.update(dict.fromkeys(assistants))
+        #: Each known assistant's `AssistantSpecialization` fields.
+        self._profiles: dict[str, dict[str, Any]] = {
+            name: profile_of(name) for name in self._assistants
+        }
         self._chats: dict[str, Chat] = {}
         self._runs: set[Run] = set()
         self._slots: list[Slot] = []
@@ -106,7 +151,7 @@ class State:
         self._counter = 0
         self._order = 0
         prefixes = [self.base_path, PLATFORM_PREFIX]
-        self._prefixes = tuple(dict.fromkeys(p + "/assistants/" for p in prefixes))
+        self._prefixes = tuple(dict.fromkeys(p + "/assistants" for p in prefixes))
 
     def __repr__(self) -> str:
         return (
@@ -116,13 +161,27 @@ class State:
 
     # ----------------------------------------------------------- configuration
 
-    def add_assistant(self, assistant_id: str, reply: ReplyFn | None = None) -> None:
-        """Create (or re-script) an assistant; `reply=None` uses the default reply."""
+    def add_assistant(
+        self,
+        assistant_id: str,
+        reply: ReplyFn | None = None,
+        profile: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create (or re-script) an assistant; `reply=None` uses the default reply.
+
+        Args:
+            assistant_id: Its identifier.
+            reply: Its reply function (`None`: the default reply).
+            profile: `AssistantSpecialization` fields the assistant routes
+                show (`name`, `description`, `state`, `model`, `provider`,
+                ...), over the defaults.
+        """
         if not isinstance(assistant_id, str) or not assistant_id:
             msg = "assistant_id must be a non-empty string."
             raise ValueError(msg)
         with self._lock:
             self._assistants[assistant_id] = reply
+            self._profiles[assistant_id] = profile_of(assistant_id, profile)
 
     def inject(self, *faults: Fault) -> None:
         """Queue faults; each is consumed, in order, by the next request it is for."""
@@ -246,7 +305,7 @@ class State:
         """The reply function of an assistant, `None` if there is no such assistant."""
         if assistant_id in self._assistants:
             return self._assistants[assistant_id] or self.default_reply
-        return self.default_reply if self._open else None
+        return self.default_reply if self.accept_any_assistant else None
 
     def _new_chat_id(self) -> str:
         """The next deterministic conversation id (call with the lock held)."""
@@ -265,6 +324,18 @@ class State:
                 self._chats[new_id] = Chat(
                     new_id, source.assistant_id, self._order, source.messages
                 )
+
+    def _find_chat(self, record: RecordedRequest) -> Chat | Answer:
+        """The chat a chat route names (call with the lock held), or the 404."""
+        assistant_id, chat_id = record.assistant_id, record.chat_uuid
+        assert assistant_id is not None  # noqa: S101 - routed requests only
+        assert chat_id is not None  # noqa: S101 - chat routes name one
+        if self._reply_of(assistant_id) is None:
+            return self._assistant_not_found(assistant_id)
+        chat = self._chats.get(chat_id)
+        if chat is None or chat.assistant_id != assistant_id:
+            return self._chat_not_found(chat_id)
+        return chat
 
     def _assistant_not_found(self, assistant_id: str) -> Answer:
         message = f"Assistant '{assistant_id}' not found"

@@ -8,7 +8,7 @@ chat being continued (a second send to a busy chat gets 409 at once); the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_devic.testing._chats import Chat, Run, now_ms
@@ -45,6 +45,8 @@ class Turn:
     reply: ReplyFn
     mode: Literal["sync", "async"]
     chat: Chat | None = None
+    #: The whole send, for its options (tenants, tags, files, ...).
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
     def start(self) -> Started:
         return self.core._start_turn(self)
@@ -103,6 +105,7 @@ class Turns(State):
             reply=reply,
             mode="async" if asynchronous else "sync",
             chat=chat,
+            payload=payload,
         )
 
     def _start_turn(self, turn: Turn) -> Started:
@@ -157,7 +160,13 @@ class Turns(State):
                 if found is None or found is not turn.chat:  # reset() meanwhile
                     return self._chat_not_found(turn.chat_uuid)
                 chat = found
-            chat.add("user", turn.message)
+            payload = turn.payload
+            if turn.chat_uuid is None:
+                for earlier in payload.get("previousConversation") or ():
+                    chat.add(earlier["role"], earlier["message"])
+            files = tuple(dict(f) for f in payload.get("files") or ())
+            chat.add("user", turn.message, files=files)
+            apply_options(chat, payload)
             if turn.metadata is not None:
                 chat.metadata = turn.metadata
             chat.status, chat.fields, chat.streaming = "processing", {}, None
@@ -296,3 +305,21 @@ def _reply_failure(turn: Turn, exc: Exception) -> str:
         f"The reply function of assistant '{turn.assistant_id}' raised "
         f"{type(exc).__name__}: {exc}"
     )
+
+
+def apply_options(chat: Chat, payload: Mapping[str, Any]) -> None:
+    """Keep what a send sets on its chat (call with the condition held).
+
+    `tenantId`, `subtenantId`, `userName` and `provider` as sent (a later send
+    that names one replaces it), `model` as the history's `llm`, and `tags`
+    added to the chat's tags.
+    """
+    options = chat.options
+    for name in ("tenantId", "subtenantId", "userName", "provider"):
+        if payload.get(name) is not None:
+            options[name] = payload[name]
+    if payload.get("model") is not None:
+        options["llm"] = payload["model"]
+    tags = payload.get("tags")
+    if tags:
+        options["tags"] = list(dict.fromkeys([*options.get("tags", []), *tags]))

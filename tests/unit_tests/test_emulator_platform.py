@@ -1003,7 +1003,7 @@ def test_platform_refusals_are_nestjs_bodies(
     assert post_realtime.headers["allow"] == "GET"
     for path in (
         f"/assistants/helper/chats/{chat}/unknown",
-        "/assistants/helper",
+        "/assistants/helper/other",
         "/assistants/helper/chats/",
     ):
         response = face.get(path)
