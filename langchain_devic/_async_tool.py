@@ -15,6 +15,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, ensure_config
 
+from langchain_devic._delegation import RAISED, Turn, ended_badly, thread_key
 from langchain_devic._stores import (
     DevicStoreError,
     Pending,
@@ -23,7 +24,6 @@ from langchain_devic._stores import (
     message_digest,
     now_iso,
 )
-from langchain_devic._delegation import RAISED, Turn, ended_badly, thread_key
 from langchain_devic.errors import DevicConflictError, DevicError, DevicNotFoundError
 
 if TYPE_CHECKING:

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from langchain_devic import _wire
 from langchain_devic._async_tool import _AsyncToolCalls
+from langchain_devic._delegation import Turn, thread_key
 from langchain_devic._stores import (
     DevicStoreError,
     ThreadItem,
@@ -55,7 +56,6 @@ from langchain_devic._stores import (
     is_store,
 )
 from langchain_devic._sync_tool import _SyncToolCalls
-from langchain_devic._delegation import Turn, thread_key
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import (
     DevicError,
