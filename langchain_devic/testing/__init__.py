@@ -58,6 +58,7 @@ from langchain_devic.testing._core import (
     ReplyFn,
 )
 from langchain_devic.testing._faults import Fault, FaultKind
+from langchain_devic.testing._ready import READY_ASSISTANTS, ReadyAssistant
 from langchain_devic.testing._render import Route
 from langchain_devic.testing._script import (
     Buffer,
@@ -77,6 +78,7 @@ from langchain_devic.testing._transport import EmulatorTransport
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "READY_ASSISTANTS",
     "Buffer",
     "CallTools",
     "ClientCall",
@@ -90,6 +92,7 @@ __all__ = [
     "HandOff",
     "LimitExceeded",
     "Pause",
+    "ReadyAssistant",
     "RecordedRequest",
     "ReplyFn",
     "Route",
@@ -144,7 +147,8 @@ class DevicEmulator(Core):
             the background
             (answering 201 `{"chatUid"}`), and refuses NestJS-style with
             `{"statusCode", "message", "error": <CODE>}`.
-        random_seed: Makes conversation ids deterministic.
+        random_seed: Makes conversation ids deterministic; `None` picks a
+            new seed, so ids differ at each start.
         base_path: The path prefix of the routes (`/api/v1` is always served
             too).
         sse: Whether the stream route is served; `False` answers it 404, so
@@ -154,6 +158,12 @@ class DevicEmulator(Core):
         write_pieces: How many pieces a run writes a reply (or a `Write`
             without its own) in.
         write_interval: Seconds before each piece.
+        accept_any_assistant: Whether any assistant id exists (with the
+            default reply); `None` means yes exactly when `assistants` is
+            `None`. Otherwise an unknown id answers 404, as on Devic.
+        realtime_ttl: Seconds a chat's realtime view lives after its last
+            update; then it reads `completed` (rebuilt from the history) and
+            tool responses are refused, as Devic's expired realtime key is.
 
     Attributes:
         dialect: The answer shape; may be switched between requests.

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from langchain_devic.testing import DevicEmulator, EmulatorServer
+from langchain_devic.testing import READY_ASSISTANTS, DevicEmulator, EmulatorServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,8 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--random-seed",
         type=int,
-        default=0,
-        help="makes conversation ids deterministic (default: 0)",
+        default=None,
+        help="makes conversation ids deterministic (default: new ids at each start)",
+    )
+    parser.add_argument(
+        "--accept-any-assistant",
+        action="store_true",
+        help="answer any assistant id with the echo reply (default: only the "
+        "ready assistants; another id is 404, as on Devic)",
+    )
+    parser.add_argument(
+        "--realtime-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long a chat's realtime view lives after its last update; "
+        "then it reads 'completed' and tool responses are refused (default: 3600)",
     )
     return parser
 
@@ -95,12 +109,32 @@ def _same(path: object, other: str) -> bool:
     return isinstance(path, (str, Path)) and Path(path) == Path(other)
 
 
+def _banner(server: EmulatorServer, dialect: str, accept_any: bool) -> str:
+    """What each kind of client sets, and the ready assistants (never the key)."""
+    origin = server.base_url.removesuffix(server.emulator.base_path)
+    ours = f"{origin}/api/v1" if dialect == "platform" else server.base_url
+    lines = [
+        f"  Devic's CLI:      DEVIC_BASE_URL={origin}  (the origin; it adds /api/v1)",
+        f"  langchain-devic:  DEVIC_BASE_URL={ours}",
+        "  Assistants"
+        + (" (any other id too, echoing):" if accept_any else " (others are 404):"),
+    ]
+    width = max(len(name) for name in READY_ASSISTANTS)
+    lines += [
+        f"    {name:<{width}}  {ready.description}"
+        for name, ready in READY_ASSISTANTS.items()
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, serve until interrupted, and return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.latency < 0:
         parser.error("--latency must be >= 0")
+    if args.realtime_ttl <= 0:
+        parser.error("--realtime-ttl must be > 0")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be in 0..65535")
     if args.api_key is not None and (
@@ -115,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         random_seed=args.random_seed,
         sse=args.sse,
         envelope=args.envelope,
+        assistants={name: ready.reply for name, ready in READY_ASSISTANTS.items()},
+        accept_any_assistant=args.accept_any_assistant,
+        realtime_ttl=args.realtime_ttl,
     )
+    for name, ready in READY_ASSISTANTS.items():
+        emulator.add_assistant(name, ready.reply, {"description": ready.description})
     emulator.latency = args.latency
     try:
         server = EmulatorServer(
@@ -143,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Devic emulator listening on {server.base_url} (API key: {api_key})",
         flush=True,
     )
+    print(_banner(server, args.dialect, args.accept_any_assistant), flush=True)
     try:
         while not stop.wait(0.5):
             pass

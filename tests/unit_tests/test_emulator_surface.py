@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from typing import Any
 
 import httpx
+import pytest
 
 from langchain_devic.testing import (
+    READY_ASSISTANTS,
     CallTools,
     ClientCall,
     Conversation,
@@ -15,6 +20,8 @@ from langchain_devic.testing import (
 )
 
 KEY = "surface-key"
+EMULATOR = (sys.executable, "-m", "langchain_devic.testing", "--port", "0")
+BANNER = re.compile(r"Devic emulator listening on (http://127\.0\.0\.1:\d+)/v1")
 WEATHER_TOOL = {
     "type": "function",
     "function": {"name": "get_weather", "description": "Weather", "parameters": {}},
@@ -235,3 +242,39 @@ def test_an_expired_realtime_view_is_completed_and_refuses_tool_responses() -> N
         assert answer.json()["error"] == "REALTIME_EXPIRED"
         stopped = client.post(f"/assistants/weather/chats/{chat}/stop")
         assert stopped.status_code == 201
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_the_command_line_serves_ready_assistants_only_and_says_what_to_set() -> None:
+    process = subprocess.Popen(
+        [*EMULATOR, "--dialect", "platform", "--api-key", KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4 + len(READY_ASSISTANTS))]
+        match = BANNER.match(lines[0])
+        assert match, lines[0]
+        origin = match.group(1)
+        assert f"DEVIC_BASE_URL={origin}  (the origin" in lines[1]
+        assert f"DEVIC_BASE_URL={origin}/api/v1" in lines[2]
+        assert "".join(lines).count(KEY) == 1
+        for name in READY_ASSISTANTS:
+            assert any(line.split()[:1] == [name] for line in lines[4:]), name
+        with httpx.Client(
+            base_url=f"{origin}/api/v1",
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=5,
+        ) as client:
+            listed = [a["identifier"] for a in client.get("/assistants").json()]
+            assert listed == list(READY_ASSISTANTS)
+            assert client.get("/assistants/nobody").status_code == 404
+            refused = client.post("/assistants/nobody/messages", json={"message": "x"})
+            assert refused.status_code == 404
+            failing = client.post("/assistants/failing/messages", json={"message": "x"})
+            assert failing.status_code == 500
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
