@@ -21,6 +21,7 @@ from langchain_devic.errors import (
     DevicConnectTimeoutError,
     DevicError,
     DevicGatewayError,
+    DevicLockTimeoutError,
     DevicNotFoundError,
     DevicPermissionDeniedError,
     DevicProtocolError,
@@ -29,6 +30,7 @@ from langchain_devic.errors import (
     DevicRunError,
     DevicServerError,
     DevicServiceUnavailableError,
+    DevicStoreError,
     DevicTimeoutError,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "DevicConnectionError",
     "DevicError",
     "DevicGatewayError",
+    "DevicLockTimeoutError",
     "DevicNotFoundError",
     "DevicPermissionDeniedError",
     "DevicProtocolError",
@@ -72,6 +75,7 @@ __all__ = [
     "DevicRunError",
     "DevicServerError",
     "DevicServiceUnavailableError",
+    "DevicStoreError",
     "DevicTimeoutError",
     "__version__",
 ]

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from langchain_core.runnables import RunnableConfig
 from langchain_core.stores import BaseStore as KeyValueStore
 
-from langchain_devic.errors import DevicError
+from langchain_devic.errors import DevicStoreError
 
 __all__ = [
     "NAMESPACE",
@@ -58,16 +58,6 @@ NAMESPACE = "langchain_devic"
 #: Where a running LangGraph graph keeps its runtime (and store) in the config.
 _RUNTIME_KEY = "__pregel_runtime"
 _LEGACY_STORE_KEY = "__pregel_store"
-
-
-class DevicStoreError(DevicError):
-    """The tool's store could not be read or written.
-
-    Raised before anything is sent (a failed read); a write that fails after
-    Devic answered is logged instead, and the reply is still returned.
-    """
-
-    is_retryable = True
 
 
 @dataclass(frozen=True)

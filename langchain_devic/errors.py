@@ -19,11 +19,13 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     ├── DevicConnectionError                       ModelConnectionError
     │   └── DevicConnectError         could not connect: nothing was sent
     ├── DevicTimeoutError                          ModelTimeoutError
-    │   └── DevicConnectTimeoutError  timed out connecting: nothing was sent
+    │   ├── DevicConnectTimeoutError  timed out connecting: nothing was sent
+    │   └── DevicLockTimeoutError     a conversation's lock not had in time
     ├── DevicProtocolError                         ModelAPIError
     │                          a malformed 2xx answer (not retryable)
-    └── DevicRunError                              ModelAPIError
-                               a platform run ended in `error` (chat_uuid, status)
+    ├── DevicRunError                              ModelAPIError
+    │                          a platform run ended in `error` (chat_uuid, status)
+    └── DevicStoreError        the tool's thread store could not be read
 
 `is_retryable` is set per instance to what is *safe* to retry: a Devic message
 changes server state, so an error raised after the request may have been
@@ -68,6 +70,7 @@ __all__ = [
     "DevicConnectionError",
     "DevicError",
     "DevicGatewayError",
+    "DevicLockTimeoutError",
     "DevicNotFoundError",
     "DevicPermissionDeniedError",
     "DevicProtocolError",
@@ -76,6 +79,7 @@ __all__ = [
     "DevicRunError",
     "DevicServerError",
     "DevicServiceUnavailableError",
+    "DevicStoreError",
     "DevicTimeoutError",
 ]
 
@@ -229,6 +233,26 @@ class DevicTimeoutError(DevicError, ModelTimeoutError):
 
 class DevicConnectTimeoutError(DevicTimeoutError):
     """Connecting to Devic (or waiting for a free connection) timed out: unsent."""
+
+    is_retryable = True
+
+
+class DevicLockTimeoutError(DevicTimeoutError):
+    """Another call of this conversation held its lock for longer than `timeout`.
+
+    Nothing was sent to Devic, so the call may be made again
+    (`is_retryable` is true).
+    """
+
+    is_retryable = True
+
+
+class DevicStoreError(DevicError):
+    """The tool's store could not be read or written.
+
+    Raised before anything is sent (a failed read); a write that fails after
+    Devic answered is logged instead, and the reply is still returned.
+    """
 
     is_retryable = True
 

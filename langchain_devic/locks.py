@@ -41,7 +41,7 @@ from contextlib import (
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_devic._locks import PROCESS_LOCKS
-from langchain_devic.errors import DevicTimeoutError
+from langchain_devic.errors import DevicLockTimeoutError
 
 if TYPE_CHECKING:
     import psycopg
@@ -61,16 +61,6 @@ logger = logging.getLogger("langchain_devic")
 #: Seconds a call waits for its conversation's lock: longer than the default
 #: `run_timeout` (600 s) that bounds the turn of the call holding it.
 DEFAULT_LOCK_TIMEOUT = 900.0
-
-
-class DevicLockTimeoutError(DevicTimeoutError):
-    """Another call of this conversation held its lock for longer than `timeout`.
-
-    Nothing was sent to Devic, so the call may be made again
-    (`is_retryable` is true).
-    """
-
-    is_retryable = True
 
 
 @runtime_checkable

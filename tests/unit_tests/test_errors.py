@@ -189,6 +189,8 @@ def test_every_error_is_exported() -> None:
         "DevicConnectTimeoutError",
         "DevicServiceUnavailableError",
         "DevicGatewayError",
+    "DevicLockTimeoutError",
+    "DevicStoreError",
         "DevicProtocolError",
         "FATAL_ERRORS",
         "RETRYABLE_ERRORS",

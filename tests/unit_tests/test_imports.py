@@ -29,6 +29,8 @@ EXPECTED_ALL = {
     "DevicServerError",
     "DevicServiceUnavailableError",
     "DevicGatewayError",
+    "DevicLockTimeoutError",
+    "DevicStoreError",
     "DevicTimeoutError",
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",
