@@ -36,7 +36,6 @@ from langchain_devic._version import __version__
 from langchain_devic._wire import DEFAULT_BASE_URL, is_loopback_host
 from langchain_devic.chat_models import ChatDevic
 from langchain_devic.errors import FATAL_ERRORS, DevicError, DevicNotFoundError
-from langchain_devic.testing import DEFAULT_API_KEY, DevicEmulator
 
 __all__ = ["Endpoint", "main"]
 
@@ -147,6 +146,8 @@ def open_endpoint(
                 "leave out --base-url/DEVIC_BASE_URL to use the bundled emulator."
             )
             raise UsageError(msg)
+        from langchain_devic.testing import DEFAULT_API_KEY  # emulator only
+
         yield Endpoint(
             url,
             SecretStr(DEFAULT_API_KEY),
@@ -158,7 +159,10 @@ def open_endpoint(
         return
 
     token = secrets.token_urlsafe(24)
-    from langchain_devic._demo import demo_assistant  # the demo's scenes, lazily
+    # The bundled emulator and the demo's scenes load only when they are used:
+    # a chat with live Devic never imports them.
+    from langchain_devic._demo import demo_assistant
+    from langchain_devic.testing import DevicEmulator
 
     emulator = DevicEmulator(api_key=token, dialect="platform")
     emulator.add_assistant(EMULATOR_ASSISTANT, demo_assistant)

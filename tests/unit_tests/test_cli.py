@@ -821,3 +821,19 @@ def test_agent_thread_keeps_one_conversation(
     second = run_agent(ScriptedPlanner(), tool, "two", "thread-1")
     assert first[2].artifact["chat_uuid"] == second[2].artifact["chat_uuid"]
     assert second[-1].text == "The Devic assistant answered: Reply 2 from helper: two"
+
+
+def test_the_chat_cli_loads_the_emulator_only_when_it_uses_it() -> None:
+    """A chat with live Devic never imports the emulator (nor the demo)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, langchain_devic._cli; "
+        "loaded = [m for m in ('langchain_devic.testing', 'langchain_devic._demo') "
+        "if m in sys.modules]; print(loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
