@@ -9,29 +9,53 @@ directly; `langchain_devic._client` does the HTTP.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from langchain_devic.errors import (
-    DevicAPIError,
-    DevicProtocolError,
-    error_class_for_status,
+from langchain_devic._checks import (
+    DEFAULT_BASE_URL,
+    MAX_SEGMENT,
+    REDACTED,
+    excerpt,
+    is_loopback_host,
+    is_plain_loopback,
+    redact,
+    refuse_credentials,
+    segment_problem,
+    server_chat_id,
+    validate_api_key,
+    validate_assistant_id,
+    validate_base_url,
+    validate_chat_uuid,
 )
+from langchain_devic._error_answers import api_error, parse_retry_after
+from langchain_devic.errors import DevicProtocolError
 
-DEFAULT_BASE_URL = "https://api.devic.ai/v1"
-#: How much of an answer's body an error keeps, in characters.
-BODY_EXCERPT_CHARS = 300
+__all__ = [  # what the rest of the package reads here from other rooms
+    "DEFAULT_BASE_URL",
+    "MAX_SEGMENT",
+    "REDACTED",
+    "api_error",
+    "excerpt",
+    "is_loopback_host",
+    "is_plain_loopback",
+    "parse_retry_after",
+    "redact",
+    "refuse_credentials",
+    "segment_problem",
+    "server_chat_id",
+    "validate_api_key",
+    "validate_assistant_id",
+    "validate_base_url",
+    "validate_chat_uuid",
+]
+
 #: Spellings of the conversation id, in order of preference.
 CHAT_ID_KEYS = ("chatUuid", "chatUid", "chatUID")
 _ENVELOPE_KEYS = frozenset({"success", "data", "meta", "error", "timestamp"})
@@ -45,11 +69,6 @@ _SEED_KEYS = frozenset(
         "outputTokens",
     }
 )
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
-REDACTED = "[REDACTED]"
-#: The longest identifier that goes into a URL path.
-MAX_SEGMENT = 256
-_UNSAFE_SEGMENT = re.compile(r"[/?#%\\\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("langchain_devic")
 
@@ -79,158 +98,6 @@ class DevicReply:
 
 
 # --------------------------------------------------------------------------- URLs
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` is a loopback address: 127.0.0.0/8, `::1` or `localhost`."""
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def refuse_credentials(base_url: Any) -> None:
-    """Refuse a base URL that carries `user:password@`, without repeating it.
-
-    Run before pydantic sees the value, whose validation errors would show it.
-    """
-    if isinstance(base_url, str) and "@" in base_url:
-        try:
-            userinfo = httpx.URL(base_url.strip()).userinfo
-        except httpx.InvalidURL:
-            return  # validate_base_url refuses it without the credentials
-        if userinfo:
-            msg = (
-                "base_url must not carry a user name or password (user:password@"
-                "host): Devic takes the API key as a bearer token; set "
-                "DEVIC_API_KEY instead."
-            )
-            raise ValueError(msg)
-
-
-def validate_base_url(base_url: str) -> str:
-    """Return `base_url` without a trailing slash, or raise if it is unsafe.
-
-    Devic refuses plain HTTP and the token must not cross the network in clear,
-    so `http://` is accepted only for loopback hosts (the emulator).
-    """
-    try:
-        url = httpx.URL(base_url.strip())
-    except httpx.InvalidURL:
-        msg = "base_url is not a valid URL; use e.g. 'https://api.devic.ai/v1'."
-        raise ValueError(msg) from None
-    refuse_credentials(base_url)
-    scheme = url.scheme.lower()
-    if scheme not in {"https", "http"} or not url.host:
-        msg = (
-            f"base_url must be an absolute https:// URL such as {DEFAULT_BASE_URL!r}; "
-            f"got {base_url!r}."
-        )
-        raise ValueError(msg)
-    if scheme == "http" and not is_loopback_host(url.host):
-        msg = (
-            f"base_url {base_url!r} uses plain http:// to a non-loopback host; "
-            "Devic only accepts HTTPS and the API key must not travel in clear. "
-            "Use https://, or http://127.0.0.1 for the local emulator."
-        )
-        raise ValueError(msg)
-    return str(url).rstrip("/")
-
-
-def is_plain_loopback(base_url: str) -> bool:
-    """Whether `base_url` is plain `http://` to a loopback host (no proxy for it)."""
-    url = httpx.URL(base_url)
-    return url.scheme.lower() == "http" and is_loopback_host(url.host)
-
-
-def segment_problem(value: str) -> str | None:
-    """Why `value` cannot be one safe URL path segment, or `None` if it can.
-
-    Not `.` or `..`, no slash, `?`, `#`, `%` or backslash, no control character, at most
-    `MAX_SEGMENT` characters, not blank.
-    """
-    if not value.strip():
-        return "it is blank"
-    if value.strip() in {".", ".."}:
-        return "it is a dot segment"
-    if len(value) > MAX_SEGMENT:
-        return f"it is longer than {MAX_SEGMENT} characters"
-    if _UNSAFE_SEGMENT.search(value):
-        return "it holds a character a path segment may not (/ ? # % \\ or a control)"
-    return None
-
-
-def validate_assistant_id(assistant_id: str) -> str:
-    """Return the id if it can name exactly one path segment, else raise."""
-    if not assistant_id or segment_problem(assistant_id):
-        msg = (
-            f"assistant_id {assistant_id!r} is not a valid Devic assistant id; copy "
-            "the id from the assistant's 'Get Code' dialog or set DEVIC_ASSISTANT_ID."
-        )
-        raise ValueError(msg)
-    return assistant_id
-
-
-def validate_chat_uuid(chat_uuid: str) -> str:
-    """Return a caller's chat id if it is one safe path segment, else `ValueError`."""
-    problem = segment_problem(chat_uuid)
-    if problem:
-        msg = (
-            f"chat_uuid {chat_uuid!r} is not a Devic chat id ({problem}); pass the "
-            "chat_uuid from a reply's response_metadata."
-        )
-        raise ValueError(msg)
-    return chat_uuid
-
-
-def server_chat_id(chat_uuid: str | None, secret: str | None) -> str | None:
-    """A chat id chosen by the server, checked before it goes into any path.
-
-    An id that is not one safe path segment (`..`, `a/b`…), or that equals the
-    API key, is a `DevicProtocolError` (the key never goes into a URL or a log).
-    """
-    if chat_uuid is None:
-        return None
-    if secret and secret in chat_uuid:
-        msg = "Devic answered with a chat id that holds the API key; refused."
-        raise DevicProtocolError(msg)
-    problem = segment_problem(chat_uuid)
-    if problem:
-        shown = redact(chat_uuid[:80], secret)
-        msg = f"Devic answered with an unusable chat id {shown!r} ({problem})."
-        raise DevicProtocolError(msg)
-    return chat_uuid
-
-
-def validate_api_key(api_key: str) -> str:
-    """Return the key if it can travel in an `Authorization` header, else raise.
-
-    A blank key, or one with surrounding whitespace (a pasted newline), would
-    only fail later, at send time, with a misleading transport error. The
-    message never repeats the key.
-    """
-    if not api_key.strip():
-        msg = (
-            "The Devic API key is empty: set DEVIC_API_KEY (or pass api_key=) to "
-            "the token from the assistant's 'Get Code' dialog."
-        )
-        raise ValueError(msg)
-    if api_key != api_key.strip():
-        msg = (
-            "The Devic API key has leading or trailing whitespace (a pasted newline?):"
-            " remove it from DEVIC_API_KEY or api_key=."
-        )
-        raise ValueError(msg)
-    if not (api_key.isascii() and api_key.isprintable()):
-        msg = (
-            "The Devic API key holds characters an HTTP header cannot carry "
-            "(control or non-ASCII characters): check DEVIC_API_KEY."
-        )
-        raise ValueError(msg)
-    return api_key
 
 
 def messages_url(base_url: str, assistant_id: str) -> str:
@@ -278,28 +145,6 @@ def auth_headers(api_key: str) -> dict[str, str]:
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-
-
-# ---------------------------------------------------------------------- redaction
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove the API key (and any bearer token) from text meant for people."""
-    if secret:
-        text = text.replace(secret, REDACTED)
-    return _BEARER.sub(rf"\g<1>{REDACTED}", text)
-
-
-def excerpt(body: bytes, secret: str | None) -> str:
-    """The first characters of a body, decoded leniently and redacted."""
-    # Decode enough bytes that a token straddling the cut is still whole when
-    # it is redacted; truncate only afterwards.
-    window = BODY_EXCERPT_CHARS * 4 + (len(secret.encode()) if secret else 0)
-    text = body[:window].decode("utf-8", errors="replace")
-    text = redact(text, secret)
-    if len(text) > BODY_EXCERPT_CHARS:
-        text = text[:BODY_EXCERPT_CHARS] + "…"
-    return text
 
 
 # ----------------------------------------------------------------------- answers
@@ -542,106 +387,6 @@ def _token_fields(obj: Mapping[str, Any]) -> dict[str, int | None]:
         "input_tokens": token_count(source.get("inputTokens"), "inputTokens"),
         "output_tokens": token_count(source.get("outputTokens"), "outputTokens"),
     }
-
-
-# ------------------------------------------------------------------------ errors
-
-
-def _finite_wait(value: float) -> float | None:
-    """A usable wait: finite and not negative (`nan`/`inf` are ignored)."""
-    return max(value, 0.0) if math.isfinite(value) else None
-
-
-def _number(raw: Any) -> float | None:
-    if isinstance(raw, bool):
-        return None
-    try:
-        return _finite_wait(float(raw))
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def parse_retry_after(
-    headers: Mapping[str, str], body_value: Any = None, *, now: datetime | None = None
-) -> float | None:
-    """Seconds to wait: `retry-after-ms`, then `Retry-After`, then body `retryAfter`.
-
-    `Retry-After` may be seconds or an HTTP date; an unusable value (not a
-    number, `nan`, `inf`) is ignored so the caller falls back to its backoff.
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if "retry-after-ms" in lowered:
-        millis = _number(lowered["retry-after-ms"])
-        if millis is not None:
-            return millis / 1000.0
-    if "retry-after" in lowered:
-        raw = lowered["retry-after"].strip()
-        seconds = _number(raw)
-        if seconds is not None:
-            return seconds
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            now = now or datetime.now(timezone.utc)
-            return max((when - now).total_seconds(), 0.0)
-    if isinstance(body_value, (int, float)):
-        return _number(body_value)
-    return None
-
-
-def _error_fields(payload: Any) -> tuple[str | None, str | None, Any]:
-    """(message, code, retryAfter) from any of Devic's error bodies."""
-    if not isinstance(payload, Mapping):
-        return None, None, None
-    error = payload.get("error")
-    message = payload.get("message")
-    code = payload.get("code")
-    if isinstance(error, Mapping):
-        message = error.get("message", message)
-        code = error.get("code", code)
-    elif isinstance(error, str):
-        code = code or error
-    if isinstance(message, list) and all(isinstance(m, str) for m in message):
-        message = "; ".join(message)  # NestJS validation errors: a list of texts
-    return (
-        message if isinstance(message, str) else None,
-        str(code) if code is not None else None,
-        payload.get("retryAfter"),
-    )
-
-
-def api_error(
-    status_code: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    secret: str | None,
-    retry_after: float | None = None,
-) -> DevicAPIError:
-    """The typed exception for an HTTP error answer (token redacted throughout)."""
-    try:
-        payload: Any = json.loads(body) if body else None
-    except (ValueError, RecursionError):
-        payload = None
-    message, code, body_retry_after = _error_fields(payload)
-    if message is None:
-        message = excerpt(body, secret) or httpx.codes.get_reason_phrase(status_code)
-    message = redact(message, secret)
-    code = redact(code, secret) if code else None
-    if retry_after is None:
-        retry_after = parse_retry_after(headers, body_retry_after)
-    cls = error_class_for_status(status_code)
-    return cls(
-        message,
-        status_code=status_code,
-        code=code,
-        body=excerpt(body, secret),
-        retry_after=retry_after,
-    )
 
 
 # ------------------------------------------------------------------ platform runs

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from langchain_devic import _wire
+from langchain_devic import _checks, _wire
 from langchain_devic._wire import (
     DevicReply,
     api_error,
@@ -578,7 +578,7 @@ def test_excerpt_short_body() -> None:
 
 def test_excerpt_truncates() -> None:
     out = excerpt(b"z" * 5000, TOKEN)
-    assert out == "z" * _wire.BODY_EXCERPT_CHARS + "…"
+    assert out == "z" * _checks.BODY_EXCERPT_CHARS + "…"
 
 
 def test_excerpt_decodes_leniently_and_redacts() -> None:
@@ -589,7 +589,7 @@ def test_excerpt_decodes_leniently_and_redacts() -> None:
 
 
 def test_excerpt_redacts_token_near_the_cut() -> None:
-    raw = b"a" * (_wire.BODY_EXCERPT_CHARS - 5) + TOKEN.encode()
+    raw = b"a" * (_checks.BODY_EXCERPT_CHARS - 5) + TOKEN.encode()
     out = excerpt(raw, TOKEN)
     assert TOKEN not in out
     assert TOKEN[:6] not in out
