@@ -44,6 +44,7 @@ from langchain_core.runnables import (
     RunnablePassthrough,
     ensure_config,
 )
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import (
@@ -174,6 +175,14 @@ class _Call:
             client_tools=bool(self.tools),
             answered=self.request.answered,
         )
+
+
+def _has_handlers(config: RunnableConfig | None) -> bool:
+    """Whether a call has callback handlers: its own, or its graph node's."""
+    if config and config.get("callbacks"):
+        return True
+    inherited = var_child_runnable_config.get()
+    return bool(inherited and inherited.get("callbacks"))
 
 
 @dataclass(frozen=True)
@@ -579,7 +588,7 @@ class ChatDevic(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._with_config(config, kwargs)
-        if not (config and config.get("callbacks")):
+        if not _has_handlers(config):
             return super().invoke(input, config, stop=stop, **kwargs)
         # With handlers, BaseChatModel may stream without lending its run
         # manager (a streaming handler: LangGraph's "messages" mode): lend the
@@ -601,7 +610,7 @@ class ChatDevic(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._with_config(config, kwargs)
-        if not (config and config.get("callbacks")):
+        if not _has_handlers(config):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
         config = self._with_run_id(config)
         token = _PROGRESS.set(_LazySink(self, config))

@@ -235,21 +235,11 @@ async def test_custom_stream_carries_devic_progress(client: Any, graph: str) -> 
     assert any(e.get("status") == "completed" for e in events), events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ChatDevic drops devic_progress when a model call is invoked (not "
-        "streamed) under a streaming callback handler, as LangGraph's "
-        "stream_mode='messages' makes it: langchain-core then calls _astream "
-        "without run_manager and outside ChatDevic.astream, so _sink_for() "
-        "finds no sink (langchain_devic/chat_models.py)"
-    ),
-)
-async def test_progress_beside_messages(client: Any) -> None:
-    label = new_label("both-assistant")
-    parts = await stream_parts(
-        client, "assistant_agent", label, ["messages-tuple", "custom"]
-    )
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+async def test_progress_beside_messages(client: Any, graph: str) -> None:
+    """Invoked under LangGraph's streaming handler, the model still reports."""
+    label = new_label(f"both-{graph}")
+    parts = await stream_parts(client, graph, label, ["messages-tuple", "custom"])
 
     assert ai_texts(parts)  # the reply streamed...
     events = progress(parts)  # ... and its progress beside it

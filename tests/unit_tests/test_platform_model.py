@@ -282,3 +282,38 @@ def test_breaking_out_of_an_async_stream_stops_the_run(emulator: DevicEmulator) 
     asyncio.run(main())
     emulator.wait_idle()
     assert len([r for r in emulator.requests if r.path.endswith("/stop")]) == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+async def test_progress_reaches_handlers_when_langgraph_streams_messages(
+    emulator: DevicEmulator, use_async: bool
+) -> None:
+    """LangGraph's "messages" mode makes an invoked model stream without lending
+    its run manager: the progress still reaches the run's handlers."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    worker = model(emulator, "worker", run_mode="async")
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [worker.invoke(state["messages"])]}
+
+    async def acall(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await worker.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", acall if use_async else call)
+    builder.add_edge(START, "model")
+    builder.add_edge("model", END)
+    graph = builder.compile()
+    progress = Progress()
+    config: Any = {"callbacks": [progress]}
+    inputs: Any = {"messages": [HumanMessage("x")]}
+    if use_async:
+        chunks = [
+            c async for c in graph.astream(inputs, config, stream_mode="messages")
+        ]
+    else:
+        chunks = list(graph.stream(inputs, config, stream_mode="messages"))
+    assert len([c for c, _ in chunks if c.text]) > 1  # the reply streamed...
+    assert any(e.get("tool") == "search" for e in progress.events)  # ...and reported
+    assert progress.events[-1]["status"] == "completed"
