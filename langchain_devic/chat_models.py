@@ -16,27 +16,16 @@ import copy
 import inspect
 import os
 import threading
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
 from langchain_core.caches import BaseCache
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    BaseCallbackHandler,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import (
     Runnable,
     RunnableConfig,
@@ -44,7 +33,6 @@ from langchain_core.runnables import (
     RunnablePassthrough,
     ensure_config,
 )
-from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import (
@@ -57,7 +45,9 @@ from pydantic import (
 )
 from typing_extensions import Self, override
 
-from langchain_devic import _runs, _wire
+from langchain_devic import _wire
+from langchain_devic._async_chat import _AsyncChatCalls
+from langchain_devic._call import Call
 from langchain_devic._client import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -73,180 +63,40 @@ from langchain_devic._client import (
 from langchain_devic._convert import (
     CALL_KWARGS,
     PROVIDER,
-    DevicRequest,
     History,
-    StopCutter,
     build_devic_request,
-    chat_totals_in,
     chat_uuid_from_configurable,
     check_tool_options,
     checked_chat_uuid,
-    chunks_to_message,
     format_tools,
-    history_to_messages,
     reply_to_chunk,
-    reply_to_message,
-    run_reply,
     structured_output_parser,
     with_chat_totals,
 )
+from langchain_devic._progress import (
+    LENT,
+    LazySink,
+    areporting,
+    has_handlers,
+    reporting,
+    sink_of_call,
+    with_run_id,
+)
 from langchain_devic._retry import DEFAULT_MAX_RETRIES
+from langchain_devic._sync_chat import _SyncChatCalls
 
 __all__ = ["ChatDevic"]
 
 RunMode = Literal["auto", "sync", "async"]
-#: The custom event every step of a platform run dispatches.
-PROGRESS_EVENT = "devic_progress"
-
-
-@dataclass(frozen=True)
-class ProgressSink:
-    """Where a run's progress events go: the model run's handlers and id."""
-
-    handlers: list[BaseCallbackHandler]
-    run_id: uuid.UUID
-    tags: list[str]
-    metadata: dict[str, Any]
-
-    @classmethod
-    def of(
-        cls, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
-    ) -> ProgressSink:
-        """The sink of a model run."""
-        return cls(
-            run_manager.handlers,
-            run_manager.run_id,
-            run_manager.tags,
-            run_manager.metadata,
-        )
-
-    def report(self, events: list[dict[str, Any]]) -> None:
-        """Dispatch each event as a `devic_progress` custom event of the run."""
-        if events:
-            manager = CallbackManager(
-                self.handlers, tags=self.tags, metadata=self.metadata
-            )
-            for event in events:
-                manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
-
-    async def areport(self, events: list[dict[str, Any]]) -> None:
-        """Dispatch each event as a `devic_progress` custom event of the run."""
-        if events:
-            manager = AsyncCallbackManager(
-                self.handlers, tags=self.tags, metadata=self.metadata
-            )
-            for event in events:
-                await manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One call, prepared: the assistant, what is sent, and the client tools."""
-
-    assistant_id: str
-    request: DevicRequest
-    tools: list[dict[str, Any]]
-    close_tool_wait: bool = False
-    #: Called with the chat id once Devic has taken the turn up (a run started).
-    on_started: Callable[[str], Any] | None = None
-    #: Follow the chat's turn of this message instead of sending it.
-    resume: bool = False
-
-    @property
-    def needs_run(self) -> bool:
-        """Client tools, tool results and the run hooks exist only in runs."""
-        return bool(
-            self.tools
-            or self.request.tool_responses
-            or self.on_started is not None
-            or self.resume
-        )
-
-    @property
-    def extra(self) -> dict[str, Any] | None:
-        """Platform fields of the send: the tools the assistant may call."""
-        return {"tools": self.tools} if self.tools else None
-
-    def tracker(self, chat_uuid: str) -> _runs.RunTracker:
-        """The tracker of this call's run in `chat_uuid`."""
-        return _runs.RunTracker(
-            chat_uuid,
-            self.request.message or None,
-            client_tools=bool(self.tools),
-            answered=self.request.answered,
-        )
-
-
-def _has_handlers(config: RunnableConfig | None) -> bool:
-    """Whether a call has callback handlers: its own, or its graph node's."""
-    if config and config.get("callbacks"):
-        return True
-    inherited = var_child_runnable_config.get()
-    return bool(inherited and inherited.get("callbacks"))
-
-
-@dataclass(frozen=True)
-class _LazySink:
-    """The progress sink of an `invoke` with handlers, built only if needed."""
-
-    model: ChatDevic
-    config: RunnableConfig
-
-    def sink(self) -> ProgressSink:
-        return self.model._progress_sink(self.config)
-
-
-_PROGRESS: ContextVar[ProgressSink | _LazySink | None] = ContextVar(
-    "langchain_devic_progress", default=None
-)
 
 #: Guards the lazy creation of every model's pools (rare, and never held long).
 _POOLS_LOCK = threading.Lock()
 
-
 # ------------------------------------------------------------------------ model
 
 
-class ChatDevic(BaseChatModel):
-    """A Devic assistant as a LangChain chat model.
-
-    Setup:
-        Install `langchain-devic` and set `DEVIC_API_KEY` and
-        `DEVIC_ASSISTANT_ID` (or pass `api_key=` and `assistant_id=`).
-
-    Conversations live on Devic's side and are named by a `chatUuid`. Continue
-    one by passing `chat_uuid=` or `config={"configurable": {"chat_uuid": ...}}`,
-    or simply by passing back the history: every reply carries its id in
-    `response_metadata["chat_uuid"]`. The instance keeps no conversation state,
-    so one object serves any number of concurrent conversations.
-
-    Usage:
-        The one call reports `tokens_used` (and sometimes an input/output split):
-        it becomes `usage_metadata` with `total_tokens == tokens_used`; without
-        a split the whole count is `output_tokens`. A platform run reports no
-        counts: its usage is the growth of the chat's totals (read from the
-        history after the run), and `response_metadata["devic_chat_totals"]`
-        keeps the totals for the next turn. No figures at all: `None`.
-
-    Streaming:
-        `stream`/`astream` follow a platform run (`run_mode="auto"`): the text
-        as it is written, then a closing chunk with usage and metadata, and
-        `devic_progress` custom events for status changes and server-side
-        steps. Stopping early (closing the stream, cancelling the task, Ctrl-C)
-        asks Devic once to stop the run.
-
-    Example:
-        ```python
-        from langchain_devic import ChatDevic
-
-        model = ChatDevic(assistant_id="my-assistant")
-        first = model.invoke("Summarise the Q3 report.")
-        chat = first.response_metadata["chat_uuid"]
-        follow_up = model.invoke(
-            "Now only the risks.", config={"configurable": {"chat_uuid": chat}}
-        )
-        ```
-    """
+class _ChatCore(BaseChatModel):
+    """The model's fields, their checks, and what its sync and async calls share."""
 
     model_config = ConfigDict(
         populate_by_name=True,
@@ -263,36 +113,6 @@ class ChatDevic(BaseChatModel):
                 data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
             )
             super().__init__(**data)
-
-    if TYPE_CHECKING:
-        # What type checkers see. Pydantic's synthesized signature knows one
-        # name per field (the alias `model`) and `SecretStr` for the key; at run
-        # time both names and a plain string are accepted, so say so here.
-        # Checked by tests/typing/usage.py (pyright and mypy, in .ci/run).
-        def __init__(
-            self,
-            *,
-            assistant_id: str = ...,
-            model: str = ...,
-            api_key: SecretStr | str = ...,
-            base_url: str = ...,
-            timeout: float | httpx.Timeout | None = ...,
-            max_retries: int = ...,
-            context: dict[str, Any] | None = ...,
-            request_metadata: dict[str, Any] | None = ...,
-            history: History = ...,
-            http_client: httpx.Client | None = ...,
-            http_async_client: httpx.AsyncClient | None = ...,
-            async_transport: AsyncTransport = ...,
-            default_headers: dict[str, str] | None = ...,
-            max_response_bytes: int = ...,
-            run_mode: RunMode = ...,
-            run_timeout: float = ...,
-            poll_interval: float = ...,
-            max_poll_interval: float = ...,
-            cache: BaseCache | bool | None = ...,
-            **kwargs: Any,
-        ) -> None: ...
 
     assistant_id: str = Field(
         alias="model",
@@ -588,17 +408,17 @@ class ChatDevic(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._with_config(config, kwargs)
-        if not _has_handlers(config):
+        if not has_handlers(config):
             return super().invoke(input, config, stop=stop, **kwargs)
         # With handlers, BaseChatModel may stream without lending its run
         # manager (a streaming handler: LangGraph's "messages" mode): lend the
         # run's handlers for progress events, as `stream` does.
-        config = self._with_run_id(config)
-        token = _PROGRESS.set(_LazySink(self, config))
+        config = with_run_id(config)
+        token = LENT.set(LazySink(self, config))
         try:
             return super().invoke(input, config, stop=stop, **kwargs)
         finally:
-            _PROGRESS.reset(token)
+            LENT.reset(token)
 
     @override
     async def ainvoke(
@@ -610,14 +430,14 @@ class ChatDevic(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._with_config(config, kwargs)
-        if not _has_handlers(config):
+        if not has_handlers(config):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
-        config = self._with_run_id(config)
-        token = _PROGRESS.set(_LazySink(self, config))
+        config = with_run_id(config)
+        token = LENT.set(LazySink(self, config))
         try:
             return await super().ainvoke(input, config, stop=stop, **kwargs)
         finally:
-            _PROGRESS.reset(token)
+            LENT.reset(token)
 
     @override
     def stream(
@@ -628,11 +448,11 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        config = self._with_run_id(config)
+        config = with_run_id(config)
         chunks = super().stream(
             input, config, stop=stop, **self._with_config(config, kwargs)
         )
-        return self._reporting(chunks, self._progress_sink(config))
+        return reporting(chunks, sink_of_call(self, config))
 
     @override
     def astream(
@@ -643,82 +463,11 @@ class ChatDevic(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config = self._with_run_id(config)
+        config = with_run_id(config)
         chunks = super().astream(
             input, config, stop=stop, **self._with_config(config, kwargs)
         )
-        return self._areporting(chunks, self._progress_sink(config))
-
-    # BaseChatModel.stream/astream call _stream without their run manager, so the
-    # run's id is chosen here (the config's `run_id`) and its handlers are lent to
-    # _run through a context variable, set only while the model computes a chunk.
-
-    @staticmethod
-    def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
-        config = ensure_config(config)
-        if config.get("run_id") is None:
-            config = {**config, "run_id": uuid.uuid4()}
-        return config
-
-    def _progress_sink(self, config: RunnableConfig) -> ProgressSink:
-        manager = CallbackManager.configure(
-            config.get("callbacks"),
-            self.callbacks,
-            self.verbose,
-            config.get("tags"),
-            self.tags,
-            config.get("metadata"),
-            self.metadata,
-        )
-        run_id = config.get("run_id") or uuid.uuid4()
-        return ProgressSink(manager.handlers, run_id, manager.tags, manager.metadata)
-
-    @staticmethod
-    def _reporting(
-        chunks: Iterator[AIMessageChunk], sink: ProgressSink
-    ) -> Iterator[AIMessageChunk]:
-        try:
-            while True:
-                token = _PROGRESS.set(sink)
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    return
-                finally:
-                    _PROGRESS.reset(token)
-                yield chunk
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:  # a stream closed early stops its run now
-                close()
-
-    @staticmethod
-    async def _areporting(
-        chunks: AsyncIterator[AIMessageChunk], sink: ProgressSink
-    ) -> AsyncIterator[AIMessageChunk]:
-        try:
-            while True:
-                token = _PROGRESS.set(sink)
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    _PROGRESS.reset(token)
-                yield chunk
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:  # a stream closed early stops its run now
-                await aclose()
-
-    @staticmethod
-    def _sink_for(
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-    ) -> ProgressSink | None:
-        if run_manager is None:
-            lent = _PROGRESS.get()
-            return lent.sink() if isinstance(lent, _LazySink) else lent
-        return ProgressSink.of(run_manager)
+        return areporting(chunks, sink_of_call(self, config))
 
     def stream_events(
         self,
@@ -755,7 +504,7 @@ class ChatDevic(BaseChatModel):
 
     # ------------------------------------------------------------------- calls
 
-    def _prepare(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Call:
+    def _prepare(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Call:
         unknown = (
             sorted(
                 k
@@ -804,7 +553,7 @@ class ChatDevic(BaseChatModel):
         if resume and request.chat_uuid is None:
             msg = "resume=True follows a turn already sent: pass its chat_uuid."
             raise ValueError(msg)
-        return _Call(
+        return Call(
             assistant_id,
             request,
             tools,
@@ -846,246 +595,7 @@ class ChatDevic(BaseChatModel):
         """The async client of the running event loop (pools are loop-bound)."""
         return self.pools.async_client()
 
-    def _send(self, call: _Call) -> _wire.DevicReply:
-        request = call.request
-        return self.client.send_message(
-            call.assistant_id,
-            request.message,
-            chat_uuid=request.chat_uuid,
-            context=request.context,
-            metadata=request.metadata,
-        )
-
-    async def _asend(self, call: _Call) -> _wire.DevicReply:
-        request = call.request
-        return await self.async_client.send_message(
-            call.assistant_id,
-            request.message,
-            chat_uuid=request.chat_uuid,
-            context=request.context,
-            metadata=request.metadata,
-        )
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = self._prepare(messages, kwargs)
-        if self.run_mode == "async" or call.needs_run:
-            chunks = [c.message for c in self._run(call, messages, stop, run_manager)]
-            message = chunks_to_message(cast(list[AIMessageChunk], chunks))
-        else:
-            reply = self._send(call)
-            message = reply_to_message(reply, call.assistant_id, stop)
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = self._prepare(messages, kwargs)
-        if self.run_mode == "async" or call.needs_run:
-            chunks = [
-                c.message async for c in self._arun(call, messages, stop, run_manager)
-            ]
-            message = chunks_to_message(cast(list[AIMessageChunk], chunks))
-        else:
-            reply = await self._asend(call)
-            message = reply_to_message(reply, call.assistant_id, stop)
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        call = self._prepare(messages, kwargs)
-        if self.run_mode != "sync":
-            yield from self._run(call, messages, stop, run_manager)
-            return
-        reply = self._send(call)
-        chunk = ChatGenerationChunk(
-            message=reply_to_chunk(reply, call.assistant_id, stop)
-        )
-        if run_manager:
-            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        call = self._prepare(messages, kwargs)
-        if self.run_mode != "sync":
-            async for chunk in self._arun(call, messages, stop, run_manager):
-                yield chunk
-            return
-        reply = await self._asend(call)
-        chunk = ChatGenerationChunk(
-            message=reply_to_chunk(reply, call.assistant_id, stop)
-        )
-        if run_manager:
-            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        yield chunk
-
     # ------------------------------------------------------------ platform runs
-
-    @staticmethod
-    def _started(call: _Call, chat_uuid: str) -> None:
-        """Tell the caller's `on_started` hook that Devic took the turn up."""
-        if call.on_started is not None:
-            call.on_started(chat_uuid)
-
-    @staticmethod
-    async def _astarted(call: _Call, chat_uuid: str) -> None:
-        """Tell the caller's `on_started` hook (sync or async) that Devic took it."""
-        if call.on_started is not None:
-            marked = call.on_started(chat_uuid)
-            if inspect.isawaitable(marked):
-                await marked
-
-    def _run(
-        self,
-        call: _Call,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-    ) -> Iterator[ChatGenerationChunk]:
-        """One platform run: its text as it is written, then the closing chunk.
-
-        The run starts with the message, or goes on with tool results; it ends
-        completed, or waiting for the client tool calls the closing chunk makes.
-        """
-        assistant_id, request = call.assistant_id, call.request
-        client = self.client
-        deadline = time.monotonic() + self.run_timeout
-        before = chat_totals_in(messages, request.chat_uuid)
-        if before is None and request.chat_uuid is not None and not call.resume:
-            before = client.chat_totals(assistant_id, request.chat_uuid)
-        if request.tool_responses:
-            chat_uuid = cast(str, request.chat_uuid)
-            client.answer_tools(
-                assistant_id, chat_uuid, request.tool_responses, call.tools
-            )
-            tracker = call.tracker(chat_uuid)
-        elif call.resume:
-            tracker = call.tracker(cast(str, request.chat_uuid))
-        else:
-            started = client.start_run(
-                assistant_id,
-                request.message,
-                chat_uuid=request.chat_uuid,
-                context=request.context,
-                metadata=request.metadata,
-                extra=call.extra,
-                deadline=deadline,
-            )
-            if isinstance(started, _wire.DevicReply):
-                chunk = self._closing_chunk(started, assistant_id, stop)
-                if run_manager:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-                return
-            self._started(call, started.chat_uuid)
-            tracker = call.tracker(started.chat_uuid)
-        cutter = StopCutter(stop)
-        sink = self._sink_for(run_manager)
-        for observation in client.follow_run(assistant_id, tracker, deadline):
-            if sink is not None:
-                sink.report(observation.progress)
-            for piece in cutter.feed(observation.text):
-                chunk = self._text_chunk(piece)
-                if run_manager:
-                    run_manager.on_llm_new_token(piece, chunk=chunk)
-                yield chunk
-        for piece in cutter.flush():
-            chunk = self._text_chunk(piece)
-            if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
-        calls = tracker.pending_tool_calls
-        if calls and call.close_tool_wait:
-            client.stop_run(assistant_id, tracker.chat_uuid)
-        after = client.chat_totals(assistant_id, tracker.chat_uuid)
-        reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
-        yield self._closing_chunk(reply, assistant_id, None, after, calls)
-
-    async def _arun(
-        self,
-        call: _Call,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        """One platform run: its text as it is written, then the closing chunk.
-
-        The run starts with the message, or goes on with tool results; it ends
-        completed, or waiting for the client tool calls the closing chunk makes.
-        """
-        assistant_id, request = call.assistant_id, call.request
-        client = self.async_client
-        deadline = time.monotonic() + self.run_timeout
-        before = chat_totals_in(messages, request.chat_uuid)
-        if before is None and request.chat_uuid is not None and not call.resume:
-            before = await client.chat_totals(assistant_id, request.chat_uuid)
-        if request.tool_responses:
-            chat_uuid = cast(str, request.chat_uuid)
-            await client.answer_tools(
-                assistant_id, chat_uuid, request.tool_responses, call.tools
-            )
-            tracker = call.tracker(chat_uuid)
-        elif call.resume:
-            tracker = call.tracker(cast(str, request.chat_uuid))
-        else:
-            started = await client.start_run(
-                assistant_id,
-                request.message,
-                chat_uuid=request.chat_uuid,
-                context=request.context,
-                metadata=request.metadata,
-                extra=call.extra,
-                deadline=deadline,
-            )
-            if isinstance(started, _wire.DevicReply):
-                chunk = self._closing_chunk(started, assistant_id, stop)
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-                return
-            await self._astarted(call, started.chat_uuid)
-            tracker = call.tracker(started.chat_uuid)
-        cutter = StopCutter(stop)
-        sink = self._sink_for(run_manager)
-        async for observation in client.follow_run(assistant_id, tracker, deadline):
-            if sink is not None:
-                await sink.areport(observation.progress)
-            for piece in cutter.feed(observation.text):
-                chunk = self._text_chunk(piece)
-                if run_manager:
-                    await run_manager.on_llm_new_token(piece, chunk=chunk)
-                yield chunk
-        for piece in cutter.flush():
-            chunk = self._text_chunk(piece)
-            if run_manager:
-                await run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
-        calls = tracker.pending_tool_calls
-        if calls and call.close_tool_wait:
-            await client.stop_run(assistant_id, tracker.chat_uuid)
-        after = await client.chat_totals(assistant_id, tracker.chat_uuid)
-        reply = run_reply("", tracker.chat_uuid, tracker.timestamp, before, after)
-        yield self._closing_chunk(reply, assistant_id, None, after, calls)
 
     @staticmethod
     def _text_chunk(text: str) -> ChatGenerationChunk:
@@ -1103,73 +613,77 @@ class ChatDevic(BaseChatModel):
         message = with_chat_totals(chunk, totals)
         return ChatGenerationChunk(message=cast(AIMessageChunk, message))
 
-    # ------------------------------------------------------------------ history
 
-    def load_chat(self, chat_uuid: str) -> list[BaseMessage]:
-        """A Devic chat as LangChain messages; pass them back to `invoke` to go on.
+class ChatDevic(_SyncChatCalls, _AsyncChatCalls, _ChatCore):
+    """A Devic assistant as a LangChain chat model.
 
-        `user` → HumanMessage, `assistant` → AIMessage (with the chat id, so the
-        next call continues this chat), `tool` → ToolMessage,
-        `developer`/`system` → SystemMessage.
-        """
-        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        chat = self.client.read_chat(self.assistant_id, chat_uuid)
-        return history_to_messages(chat, self.assistant_id, chat_uuid)
+    Setup:
+        Install `langchain-devic` and set `DEVIC_API_KEY` and
+        `DEVIC_ASSISTANT_ID` (or pass `api_key=` and `assistant_id=`).
 
-    async def aload_chat(self, chat_uuid: str) -> list[BaseMessage]:
-        """A Devic chat as LangChain messages; pass them back to `invoke` to go on.
+    Conversations live on Devic's side and are named by a `chatUuid`. Continue
+    one by passing `chat_uuid=` or `config={"configurable": {"chat_uuid": ...}}`,
+    or simply by passing back the history: every reply carries its id in
+    `response_metadata["chat_uuid"]`. The instance keeps no conversation state,
+    so one object serves any number of concurrent conversations.
 
-        `user` → HumanMessage, `assistant` → AIMessage (with the chat id, so the
-        next call continues this chat), `tool` → ToolMessage,
-        `developer`/`system` → SystemMessage.
-        """
-        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        chat = await self.async_client.read_chat(self.assistant_id, chat_uuid)
-        return history_to_messages(chat, self.assistant_id, chat_uuid)
+    Usage:
+        The one call reports `tokens_used` (and sometimes an input/output split):
+        it becomes `usage_metadata` with `total_tokens == tokens_used`; without
+        a split the whole count is `output_tokens`. A platform run reports no
+        counts: its usage is the growth of the chat's totals (read from the
+        history after the run), and `response_metadata["devic_chat_totals"]`
+        keeps the totals for the next turn. No figures at all: `None`.
 
-    def stop_chat(self, chat_uuid: str) -> bool:
-        """Ask Devic to stop the chat's run; returns whether Devic accepted.
+    Streaming:
+        `stream`/`astream` follow a platform run (`run_mode="auto"`): the text
+        as it is written, then a closing chunk with usage and metadata, and
+        `devic_progress` custom events for status changes and server-side
+        steps. Stopping early (closing the stream, cancelling the task, Ctrl-C)
+        asks Devic once to stop the run.
 
-        Ends a turn that is still running, or closes a wait for client tool
-        results nobody will send (the chat then takes new messages again).
-        Sent once, never retried; a typed `DevicError` when Devic cannot be
-        reached, within 5 s.
-        """
-        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        return self.client.stop_run(self.assistant_id, chat_uuid, strict=True)
+    Example:
+        ```python
+        from langchain_devic import ChatDevic
 
-    async def astop_chat(self, chat_uuid: str) -> bool:
-        """Ask Devic to stop the chat's run; returns whether Devic accepted.
-
-        Ends a turn that is still running, or closes a wait for client tool
-        results nobody will send (the chat then takes new messages again).
-        Sent once, never retried; a typed `DevicError` when Devic cannot be
-        reached, within 5 s.
-        """
-        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
-        return await self.async_client.stop_run(
-            self.assistant_id, chat_uuid, strict=True
+        model = ChatDevic(assistant_id="my-assistant")
+        first = model.invoke("Summarise the Q3 report.")
+        chat = first.response_metadata["chat_uuid"]
+        follow_up = model.invoke(
+            "Now only the risks.", config={"configurable": {"chat_uuid": chat}}
         )
+        ```
+    """
 
-    def list_chats(self, limit: int = 20) -> list[dict[str, Any]]:
-        """This assistant's chats, newest first (at most `limit`).
-
-        Each is `{"chat_uuid", "name", "created_at", "updated_at"}`, with ISO 8601
-        times or `None`.
-        """
-        chats = self.client.list_chats(self.assistant_id, {"limit": str(limit)})
-        return chats[:limit]
-
-    async def alist_chats(self, limit: int = 20) -> list[dict[str, Any]]:
-        """This assistant's chats, newest first (at most `limit`).
-
-        Each is `{"chat_uuid", "name", "created_at", "updated_at"}`, with ISO 8601
-        times or `None`.
-        """
-        chats = await self.async_client.list_chats(
-            self.assistant_id, {"limit": str(limit)}
-        )
-        return chats[:limit]
+    if TYPE_CHECKING:
+        # What type checkers see. Pydantic's synthesized signature knows one
+        # name per field (the alias `model`) and `SecretStr` for the key; at run
+        # time both names and a plain string are accepted, so say so here.
+        # Checked by tests/typing/usage.py (pyright and mypy, in .ci/run).
+        def __init__(
+            self,
+            *,
+            assistant_id: str = ...,
+            model: str = ...,
+            api_key: SecretStr | str = ...,
+            base_url: str = ...,
+            timeout: float | httpx.Timeout | None = ...,
+            max_retries: int = ...,
+            context: dict[str, Any] | None = ...,
+            request_metadata: dict[str, Any] | None = ...,
+            history: History = ...,
+            http_client: httpx.Client | None = ...,
+            http_async_client: httpx.AsyncClient | None = ...,
+            async_transport: AsyncTransport = ...,
+            default_headers: dict[str, str] | None = ...,
+            max_response_bytes: int = ...,
+            run_mode: RunMode = ...,
+            run_timeout: float = ...,
+            poll_interval: float = ...,
+            max_poll_interval: float = ...,
+            cache: BaseCache | bool | None = ...,
+            **kwargs: Any,
+        ) -> None: ...
 
 
 # BaseChatModel inspects `_generate`'s signature on every call; a precomputed one

@@ -2,7 +2,8 @@
 
 The async code is written once; its sync twin is this script's output, line for
 line, with `async`/`await` removed and each async name replaced by its sync
-one. Lines between `# unasync: async-only` and `# unasync: end` are left out.
+one. Lines between `# unasync: async-only` and `# unasync: end` are left out;
+a comment `# unasync: sync: CODE` becomes the line `CODE` in the sync twin.
 The result is formatted with ruff, so it is what ruff would keep.
 
     python scripts/unasync.py          # write the generated files
@@ -25,6 +26,7 @@ PACKAGE = ROOT / "langchain_devic"
 FILES = {
     PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
     PACKAGE / "_async_tool.py": PACKAGE / "_sync_tool.py",
+    PACKAGE / "_async_chat.py": PACKAGE / "_sync_chat.py",
 }
 
 #: (pattern, replacement), applied in order to each line.
@@ -45,7 +47,15 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\bASettle\b", "Settle"),
     (r"\b_AsyncToolCalls\b", "_SyncToolCalls"),
     (r"\bAsyncCallbackManagerForToolRun\b", "CallbackManagerForToolRun"),
-    (r"\b_a(run|converse|platform_turn|ask|await_idle|save)\b", r"_\1"),
+    (r"\b_AsyncChatCalls\b", "_SyncChatCalls"),
+    (r"\bAsyncCallbackManagerForLLMRun\b", "CallbackManagerForLLMRun"),
+    (
+        r"\b_a(run|converse|platform_turn|ask|await_idle|save|send|generate|stream"
+        r"|started)\b",
+        r"_\1",
+    ),
+    (r"\ba(load_chat|stop_chat|list_chats)\b", r"\1"),
+    (r"\.areport\(", ".report("),
     (r"\baget_chat_uuid\b", "get_chat_uuid"),
     (r"\bainvoke\b", "invoke"),
     (r"\.a(get|put|hold)\(", r".\1("),
@@ -78,6 +88,9 @@ def unasync_text(text: str, source_name: str) -> str:
             continue
         if skipping:
             continue
+        if marker.startswith("# unasync: sync: "):  # a line for the sync twin only
+            indent = line[: len(line) - len(line.lstrip())]
+            line = indent + marker.removeprefix("# unasync: sync: ") + "\n"
         for pattern, repl in _COMPILED:
             line = pattern.sub(repl, line)
         out.append(line)
@@ -100,7 +113,7 @@ def _ruff(args: list[str], text: str, path: Path) -> str:
 
 def formatted(text: str, path: Path) -> str:
     """`text` with imports sorted and formatted, as ruff keeps the package."""
-    text = _ruff(["check", "--select", "I", "--fix", "--quiet"], text, path)
+    text = _ruff(["check", "--select", "I,F401", "--fix", "--quiet"], text, path)
     return _ruff(["format", "--quiet"], text, path)
 
 

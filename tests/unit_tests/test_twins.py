@@ -18,7 +18,8 @@ import pytest
 
 from langchain_devic._locks import LockTable
 from langchain_devic._stores import ThreadStore
-from langchain_devic.chat_models import ChatDevic, ProgressSink
+from langchain_devic._progress import ProgressSink
+from langchain_devic.chat_models import ChatDevic
 from langchain_devic.locks import InProcessLock, PostgresAdvisoryLock
 from langchain_devic.tools import DevicAssistantTool
 
@@ -134,14 +135,6 @@ def normalized(function: Callable[..., Any]) -> str:
 
 
 TWINS = [
-    (ChatDevic._send, ChatDevic._asend),
-    (ChatDevic._generate, ChatDevic._agenerate),
-    (ChatDevic._stream, ChatDevic._astream),
-    (ChatDevic.invoke, ChatDevic.ainvoke),
-    (ChatDevic._run, ChatDevic._arun),
-    (ChatDevic.load_chat, ChatDevic.aload_chat),
-    (ChatDevic.list_chats, ChatDevic.alist_chats),
-    (ChatDevic.stop_chat, ChatDevic.astop_chat),
     (ProgressSink.report, ProgressSink.areport),
     (ThreadStore.get, ThreadStore.aget),
     (ThreadStore.put, ThreadStore.aput),
