@@ -1,9 +1,11 @@
 """Sync and async twins stay twins.
 
-The package keeps hand-written sync/async pairs (httpcore generates its sync
-code; we compare instead). Each async method, with its `await`s, `async`
+The client, the model's calls and the tool's calls are written once, async, and
+their sync twins generated (`scripts/unasync.py`, checked fresh by `.ci/run`).
+The few hand-written pairs left (the progress sink, the thread stores, the
+locks) are compared here: each async method, with its `await`s, `async`
 keywords and `a`-prefixed names mapped to their sync spelling, must parse to
-the same tree as its sync twin: a fix made to one and not the other fails here.
+the same tree as its sync twin, so a fix made to one and not the other fails.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ from typing import Any
 import pytest
 
 from langchain_devic._locks import LockTable
-from langchain_devic._stores import ThreadStore
 from langchain_devic._progress import ProgressSink
-from langchain_devic.chat_models import ChatDevic
+from langchain_devic._stores import ThreadStore
 from langchain_devic.locks import InProcessLock, PostgresAdvisoryLock
-from langchain_devic.tools import DevicAssistantTool
 
 #: Async spelling -> sync spelling, for names that differ only by colour.
 SYNC_NAMES = {
@@ -58,7 +58,6 @@ SYNC_NAMES = {
     "_asave": "_save",
     "_adelegate": "_delegate",
     "_aplatform_turn": "_platform_turn",
-    "_aask": "_ask",
     "_aawait_idle": "_await_idle",
     "_areport": "_report",
     "aget": "get",
