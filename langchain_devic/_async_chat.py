@@ -46,6 +46,7 @@ class _AsyncChatCalls(_Base):
             chat_uuid=request.chat_uuid,
             context=request.context,
             metadata=request.metadata,
+            extra=call.extra,
         )
 
     async def _agenerate(

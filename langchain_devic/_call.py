@@ -35,8 +35,15 @@ class Call:
 
     @property
     def extra(self) -> dict[str, Any] | None:
-        """Platform fields of the send: the tools the assistant may call."""
-        return {"tools": self.tools} if self.tools else None
+        """Devic's send fields besides message, chat, context and metadata.
+
+        The message options, `files` and `previousConversation` of the request,
+        and the tools the assistant may call; `None` when there are none.
+        """
+        extra = dict(self.request.fields or {})
+        if self.tools:
+            extra["tools"] = self.tools
+        return extra or None
 
     def tracker(self, chat_uuid: str) -> _runs.RunTracker:
         """The tracker of this call's run in `chat_uuid`."""

@@ -7,8 +7,11 @@ Pure functions, tested directly; `ChatDevic` wires them to the HTTP client.
    conversation.
 2. **What is sent** (`build_devic_request`): continuing, only the messages after
    that conversation's last reply; a new conversation gets earlier turns as a
-   labelled transcript (`history="transcript"`) or the final turn alone
-   (`history="last"`). `SystemMessage` text travels in `context["system"]`.
+   labelled transcript (`history="transcript"`), as Devic's
+   `previousConversation` (`history="native"`) or the final turn alone
+   (`history="last"`). `SystemMessage` text travels in `context["system"]`;
+   file and image blocks with a URL become Devic's `files`; the message
+   options (`tenant_id`, ...) become their Devic fields.
 3. **What comes back** (`reply_to_message`, `reply_to_chunk`): the reply text,
    the conversation id and assistant in `response_metadata`, Devic's token
    count as `usage_metadata`.
@@ -21,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import (
@@ -65,8 +69,31 @@ CALL_KWARGS = frozenset(
         "close_tool_wait",
         "on_started",
         "resume",
+        "tenant_id",
+        "subtenant_id",
+        "user_name",
+        "request_tags",
+        "enabled_tools",
+        "skip_summarization",
+        "llm_provider",
+        "llm_model",
     }
 )
+#: Devic's message options: each Python name (a ChatDevic field and a call
+#: keyword) and the field of the send that carries it.
+OPTIONS: dict[str, str] = {
+    "tenant_id": "tenantId",
+    "subtenant_id": "subtenantId",
+    "user_name": "userName",
+    "request_tags": "tags",
+    "enabled_tools": "enabledTools",
+    "skip_summarization": "skipSummarization",
+    "llm_provider": "provider",
+    "llm_model": "model",
+}
+_LIST_OPTIONS = frozenset({"request_tags", "enabled_tools"})
+#: Content blocks that carry a file: sent in the send's `files` by URL.
+_FILE_BLOCK_TYPES = frozenset({"file", "image", "image_url"})
 _TEXT_BLOCK_TYPES = frozenset({"text", "input_text", "output_text"})
 #: Blocks an AIMessage may carry that are represented elsewhere (tool_calls) or
 #: are the other model's private reasoning; they are not content to forward.
@@ -76,7 +103,7 @@ _AI_SKIPPED_BLOCK_TYPES = frozenset(
 TRANSCRIPT_OPEN = "<conversation_history>"
 TRANSCRIPT_CLOSE = "</conversation_history>"
 
-History = Literal["transcript", "last"]
+History = Literal["transcript", "last", "native"]
 
 
 # ---------------------------------------------------------------- messages → text
@@ -85,8 +112,9 @@ History = Literal["transcript", "last"]
 def message_text(message: BaseMessage) -> str:
     """The text of a message; non-text content blocks raise a clear `ValueError`.
 
-    Devic's `message` field is text: text blocks are joined, and an image, audio
-    or file block is refused rather than silently dropped.
+    Devic's `message` field is text: text blocks are joined. A human message's
+    file and image blocks with a URL travel in the send's `files` (see
+    `message_files`); any other block is refused rather than silently dropped.
     """
     content = message.content
     if isinstance(content, str):
@@ -101,6 +129,9 @@ def message_text(message: BaseMessage) -> str:
             parts.append(str(block.get("text", "")))
         elif isinstance(message, AIMessage) and block_type in _AI_SKIPPED_BLOCK_TYPES:
             continue
+        elif isinstance(message, HumanMessage) and block_type in _FILE_BLOCK_TYPES:
+            file_entry(block)  # checked here; sent in `files`
+            continue
         else:
             msg = (
                 f"ChatDevic sends text only, but a {type(message).__name__} holds a "
@@ -109,6 +140,90 @@ def message_text(message: BaseMessage) -> str:
             )
             raise ValueError(msg)
     return "".join(parts)
+
+
+def file_entry(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A file or image content block as Devic's `files` entry.
+
+    `{"name", "donwloadUrl", "fileType"}` (Devic's spelling): the name from the
+    block's `filename` (or `extras.filename`), else the URL path's last segment;
+    the type from `mime_type`, else the file name's extension, else left out.
+
+    Raises:
+        ValueError: the block holds inline data (`base64`, `data`, a `data:`
+            URL) or a provider's `file_id`: Devic takes files by URL.
+    """
+    kind = block.get("type")
+    if kind == "image_url":
+        inner = block.get("image_url")
+        url = inner.get("url") if isinstance(inner, Mapping) else inner
+    else:
+        url = block.get("url")
+    inline = any(block.get(key) for key in ("base64", "data", "file_id")) or (
+        block.get("source_type") in {"base64", "id"}
+    )
+    if inline or not isinstance(url, str) or not url or url.startswith("data:"):
+        what = "holds inline data or a file id" if inline or url else "has no URL"
+        msg = (
+            f"Devic takes files by URL: this {kind!r} content block {what}. "
+            "ChatDevic sends text, and files as links Devic downloads: put the "
+            f"file where Devic can fetch it and pass {{'type': {kind!r}, 'url': ...}}."
+        )
+        raise ValueError(msg)
+    extras = block.get("extras")
+    filename = block.get("filename") or (
+        extras.get("filename") if isinstance(extras, Mapping) else None
+    )
+    last = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    name = str(filename) if filename else last or "file"
+    entry: dict[str, Any] = {"name": name, "donwloadUrl": url}
+    mime = block.get("mime_type")
+    extension = name.rpartition(".")[2].lower() if "." in name else None
+    if isinstance(mime, str) and mime:
+        entry["fileType"] = mime
+    elif extension:
+        entry["fileType"] = extension
+    return entry
+
+
+def message_files(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """Devic's `files` entries of the human messages' file blocks, in order."""
+    files: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message, HumanMessage) and not isinstance(message.content, str):
+            files.extend(
+                file_entry(block)
+                for block in message.content
+                if isinstance(block, Mapping) and block.get("type") in _FILE_BLOCK_TYPES
+            )
+    return files
+
+
+def option_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The send's fields for Devic's message options (`None`: not sent).
+
+    Raises:
+        ValueError: an option of the wrong type (a list option that is not a
+            list of strings, a flag that is not a bool, ...).
+    """
+    fields: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in _LIST_OPTIONS:
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                msg = f"{name} must be a list of strings, got {value!r}."
+                raise ValueError(msg)
+            value = list(value)
+        elif name == "skip_summarization":
+            if not isinstance(value, bool):
+                msg = f"skip_summarization must be a bool, got {value!r}."
+                raise ValueError(msg)
+        elif not isinstance(value, str):
+            msg = f"{name} must be a string, got {value!r}."
+            raise ValueError(msg)
+        fields[OPTIONS[name]] = value
+    return fields
 
 
 def _label(message: BaseMessage, assistant_id: str) -> str:
@@ -181,6 +296,8 @@ class DevicRequest:
     context: dict[str, Any] | None
     metadata: dict[str, Any] | None
     tool_responses: tuple[dict[str, Any], ...] = ()
+    #: Devic's other send fields: the options, `files`, `previousConversation`.
+    fields: dict[str, Any] | None = None
 
     @property
     def answered(self) -> frozenset[str]:
@@ -252,6 +369,29 @@ def _final_user_turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     return _trailing_human(messages) or list(messages[-1:])
 
 
+def _previous_conversation(
+    earlier: Sequence[BaseMessage], assistant_id: str
+) -> list[dict[str, str]]:
+    """Earlier turns as Devic's `previousConversation` (`history="native"`).
+
+    Replies are `assistant` turns (with the tools they called); human messages
+    are `user` turns; anything else (a tool result) is a labelled `user` turn,
+    so nothing passed is dropped.
+    """
+    turns: list[dict[str, str]] = []
+    for message in earlier:
+        if isinstance(message, AIMessage):
+            line = _transcript_line(message, assistant_id)
+            text = line.partition(": ")[2]
+            turns.append({"message": text, "role": "assistant"})
+        elif isinstance(message, HumanMessage):
+            turns.append({"message": message_text(message), "role": "user"})
+        else:
+            line = _transcript_line(message, assistant_id)
+            turns.append({"message": line, "role": "user"})
+    return turns
+
+
 def _merge(
     defaults: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -269,12 +409,19 @@ def build_devic_request(
     call_context: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     call_metadata: Mapping[str, Any] | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> DevicRequest:
     """Translate a LangChain message list into one Devic turn (pure function).
 
+    `fields` are Devic send fields set by the caller (the message options, see
+    `option_fields`); `files` and `previousConversation` are added from the
+    messages.
+
     Raises:
-        ValueError: nothing new to send, an empty message, or a non-text block.
+        ValueError: nothing new to send, an empty message, a block Devic cannot
+            take (inline file data, audio, ...).
     """
+    given = dict(fields) if fields else None
     if not messages:
         msg = "ChatDevic needs at least one message to send; got an empty input."
         raise ValueError(msg)
@@ -290,6 +437,7 @@ def build_devic_request(
                 chat_uuid=chat_uuid,
                 context=_merge(context, call_context),
                 metadata=_merge(metadata, call_metadata),
+                fields=given,
             )
     chat_uuid, start = resolve_conversation(messages, assistant_id, chat_uuid)
     system_text = "\n\n".join(
@@ -313,8 +461,18 @@ def build_devic_request(
             metadata=merged_metadata,
             tool_responses=tool_responses(unsent, waiting, str(chat_uuid)),
         )
+    extra = dict(given or {})
     if chat_uuid is None and history == "last":
         unsent = _final_user_turn(unsent)
+    files = message_files(unsent)
+    if chat_uuid is None and history == "native":
+        final = _final_user_turn(unsent)
+        before = unsent[: len(unsent) - len(final)]
+        if before:
+            extra["previousConversation"] = _previous_conversation(before, assistant_id)
+        unsent = final
+    if files:
+        extra["files"] = files
     text = render_turns(unsent, assistant_id)
     if not text.strip():
         msg = (
@@ -334,6 +492,7 @@ def build_devic_request(
         chat_uuid=chat_uuid,
         context=merged_context,
         metadata=merged_metadata,
+        fields=extra or None,
     )
 
 

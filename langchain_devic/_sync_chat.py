@@ -47,6 +47,7 @@ class _SyncChatCalls(_Base):
             chat_uuid=request.chat_uuid,
             context=request.context,
             metadata=request.metadata,
+            extra=call.extra,
         )
 
     def _generate(

@@ -105,7 +105,10 @@ class DevicClient(_BaseDevicClient):
         args = self._request_args(
             assistant_id, message, chat_uuid, context, metadata, extra
         )
-        args["params"] = {"async": "true"}
+        params = {"async": "true"}
+        if extra and extra.get("skipSummarization") is True:
+            params["skipSummarization"] = "true"  # Devic's clients send both
+        args["params"] = params
         request = self.http.build_request(**args)
         parse = _wire.parse_run_start
         settle = self._settler(assistant_id, chat_uuid, message, parse)

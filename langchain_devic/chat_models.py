@@ -62,6 +62,7 @@ from langchain_devic._client import (
 )
 from langchain_devic._convert import (
     CALL_KWARGS,
+    OPTIONS,
     PROVIDER,
     History,
     build_devic_request,
@@ -69,6 +70,7 @@ from langchain_devic._convert import (
     check_tool_options,
     checked_chat_uuid,
     format_tools,
+    option_fields,
     reply_to_chunk,
     structured_output_parser,
     with_chat_totals,
@@ -169,7 +171,37 @@ class _ChatCore(BaseChatModel):
     history: History = "transcript"
     """What to do with earlier turns when a NEW conversation starts:
     `"transcript"` renders them into the message as a labelled transcript,
-    `"last"` sends only the final user turn."""
+    `"native"` sends them as Devic's `previousConversation` (the message is the
+    last user turn alone), `"last"` sends only the final user turn."""
+
+    tenant_id: str | None = None
+    """Devic's `tenantId` for every send (per call: `tenant_id=` or
+    `configurable["tenant_id"]`). `None`: not sent."""
+
+    subtenant_id: str | None = None
+    """Devic's `subtenantId` for every send. `None`: not sent."""
+
+    user_name: str | None = None
+    """Devic's `userName`: who is talking, as the assistant sees it."""
+
+    request_tags: list[str] | None = None
+    """Devic's `tags` on the chat (searchable with `search_chats(tags=...)`).
+    Not `tags`, which are LangChain's tracing tags."""
+
+    enabled_tools: list[str] | None = None
+    """Devic's `enabledTools`: the assistant's own tools this turn may use."""
+
+    skip_summarization: bool | None = None
+    """Devic's `skipSummarization` (also `&skipSummarization=true` on a
+    platform run's send)."""
+
+    llm_provider: str | None = None
+    """Devic's `provider`: the LLM provider for the turn (the assistant's own
+    when `None`)."""
+
+    llm_model: str | None = None
+    """Devic's `model`: the LLM for the turn. Not `model`, which is the
+    assistant id here."""
 
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     """Your own `httpx.Client` (proxies, mTLS, the emulator's transport)."""
@@ -492,15 +524,37 @@ class _ChatCore(BaseChatModel):
     def _with_config(
         self, config: RunnableConfig | None, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        """Lift this assistant's `configurable["chat_uuid"]` into the call kwargs."""
+        """Lift the config's `chat_uuid` and message options into the kwargs.
+
+        This assistant's `configurable["chat_uuid"]`, and Devic's message
+        options (`configurable["tenant_id"]`, ...); a keyword argument wins.
+        """
+        configurable = ensure_config(config).get("configurable") or {}
+        lifted = {
+            name: configurable[name]
+            for name in OPTIONS
+            if configurable.get(name) is not None and kwargs.get(name) is None
+        }
+        if lifted:
+            kwargs = {**kwargs, **lifted}
         if kwargs.get("chat_uuid") is not None:
             return kwargs
-        configurable = ensure_config(config).get("configurable") or {}
         assistant_id = str(kwargs.get("model") or self.assistant_id)
         chat_uuid = chat_uuid_from_configurable(
             configurable.get("chat_uuid"), assistant_id
         )
         return kwargs if chat_uuid is None else {**kwargs, "chat_uuid": chat_uuid}
+
+    def _options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Devic's message options of one call as send fields: kwarg, else field."""
+        return option_fields(
+            {
+                name: value
+                if (value := kwargs.get(name)) is not None
+                else getattr(self, name)
+                for name in OPTIONS
+            }
+        )
 
     # ------------------------------------------------------------------- calls
 
@@ -535,6 +589,7 @@ class _ChatCore(BaseChatModel):
             call_context=kwargs.get("context"),
             metadata=self.request_metadata,
             call_metadata=kwargs.get("request_metadata"),
+            fields=self._options(kwargs),
         )
         given = kwargs.get("tools")
         tools = format_tools(given) if given else []
@@ -672,6 +727,14 @@ class ChatDevic(_SyncChatCalls, _AsyncChatCalls, _ChatCore):
             context: dict[str, Any] | None = ...,
             request_metadata: dict[str, Any] | None = ...,
             history: History = ...,
+            tenant_id: str | None = ...,
+            subtenant_id: str | None = ...,
+            user_name: str | None = ...,
+            request_tags: list[str] | None = ...,
+            enabled_tools: list[str] | None = ...,
+            skip_summarization: bool | None = ...,
+            llm_provider: str | None = ...,
+            llm_model: str | None = ...,
             http_client: httpx.Client | None = ...,
             http_async_client: httpx.AsyncClient | None = ...,
             async_transport: AsyncTransport = ...,
