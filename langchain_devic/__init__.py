@@ -13,6 +13,7 @@ from langchain_devic.errors import (
     FATAL_ERRORS,
     RETRYABLE_ERRORS,
     DevicAPIError,
+    DevicApprovalRequired,
     DevicAuthenticationError,
     DevicBadRequestError,
     DevicConflictError,
@@ -36,6 +37,7 @@ from langchain_devic.errors import (
 
 if TYPE_CHECKING:
     from langchain_devic.tools import DevicAssistantTool
+    from langchain_devic.agents import DevicAgentTool
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +51,10 @@ def __getattr__(name: str) -> Any:
 
         return DevicAssistantTool
     msg = f"module 'langchain_devic' has no attribute {name!r}"
+    if name == "DevicAgentTool":
+        from langchain_devic.agents import DevicAgentTool
+
+        return DevicAgentTool
     raise AttributeError(msg)
 
 
@@ -58,6 +64,8 @@ __all__ = [
     "ChatDevic",
     "DevicAPIError",
     "DevicAssistantTool",
+    "DevicAgentTool",
+    "DevicApprovalRequired",
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",

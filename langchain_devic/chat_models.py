@@ -46,6 +46,7 @@ from pydantic import (
 from typing_extensions import Self, override
 
 from langchain_devic import _wire
+from langchain_devic._async_agent_calls import _AsyncAgentCalls
 from langchain_devic._async_chat import _AsyncChatCalls
 from langchain_devic._call import Call
 from langchain_devic._client import (
@@ -85,6 +86,7 @@ from langchain_devic._progress import (
     with_run_id,
 )
 from langchain_devic._retry import DEFAULT_MAX_RETRIES
+from langchain_devic._sync_agent_calls import _SyncAgentCalls
 from langchain_devic._sync_chat import _SyncChatCalls
 
 __all__ = ["ChatDevic"]
@@ -669,7 +671,9 @@ class _ChatCore(BaseChatModel):
         return ChatGenerationChunk(message=cast(AIMessageChunk, message))
 
 
-class ChatDevic(_SyncChatCalls, _AsyncChatCalls, _ChatCore):
+class ChatDevic(
+    _SyncAgentCalls, _AsyncAgentCalls, _SyncChatCalls, _AsyncChatCalls, _ChatCore
+):
     """A Devic assistant as a LangChain chat model.
 
     Setup:

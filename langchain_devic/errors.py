@@ -63,6 +63,7 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "DevicAPIError",
     "DevicAuthenticationError",
+    "DevicApprovalRequired",
     "DevicBadRequestError",
     "DevicConflictError",
     "DevicConnectError",
@@ -311,6 +312,32 @@ _STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
     422: DevicBadRequestError,
     429: DevicRateLimitError,
     502: DevicGatewayError,
+class DevicApprovalRequired(DevicError):
+    """A Devic agent thread waits for a person's approval, outside any LangGraph run.
+
+    Inside a graph the agent tool interrupts instead; here nobody can be asked.
+    Decide, then call `ChatDevic.approve_thread(thread_id)` or
+    `reject_thread(thread_id)` and call the tool again: it goes on following the
+    same thread (never a second one).
+
+    Attributes:
+        thread_id: The agent thread that waits.
+        reason: Devic's `pausedReason` (what it asks), or `None`.
+    """
+
+    def __init__(self, thread_id: str, reason: str | None = None) -> None:
+        asks = f": {reason}" if reason else ""
+        super().__init__(
+            f"Devic agent thread {thread_id} waits for approval{asks}",
+            is_retryable=False,
+        )
+        self.thread_id = thread_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.thread_id, self.reason))
+
+
     503: DevicServiceUnavailableError,
     504: DevicGatewayError,
 }

@@ -27,6 +27,8 @@ FILES = {
     PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
     PACKAGE / "_async_tool.py": PACKAGE / "_sync_tool.py",
     PACKAGE / "_async_chat.py": PACKAGE / "_sync_chat.py",
+    PACKAGE / "_async_agents.py": PACKAGE / "_sync_agents.py",
+    PACKAGE / "_async_agent_calls.py": PACKAGE / "_sync_agent_calls.py",
 }
 
 #: (pattern, replacement), applied in order to each line.
@@ -55,6 +57,25 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
         r"_\1",
     ),
     (r"\ba(load_chat|stop_chat|list_chats)\b", r"\1"),
+    (r"\blangchain_devic\._async_agents\b", "langchain_devic._sync_agents"),
+    (
+        r"\blangchain_devic\._async_client import DevicClient\b",
+        "langchain_devic._sync_client import DevicClient",
+    ),
+    (r"\b_AsyncAgentToolCalls\b", "_SyncAgentToolCalls"),
+    (r"\b_AsyncAgentCalls\b", "_SyncAgentCalls"),
+    (
+        r"\b_a(write|list_agents|get_agent|list_threads|get_thread|find_thread"
+        r"|create_thread|thread_action|approve|follow_thread|started|dispatch"
+        r"|reporter)\b",
+        r"_\1",
+    ),
+    (
+        r"\ba(list_agents|get_agent|list_agent_threads|get_agent_thread"
+        r"|approve_thread|reject_thread|send_thread_feedback)\b",
+        r"\1",
+    ),
+    (r"\badispatch_custom_event\b", "dispatch_custom_event"),
     (r"\.areport\(", ".report("),
     (r"\baget_chat_uuid\b", "get_chat_uuid"),
     (r"\bainvoke\b", "invoke"),

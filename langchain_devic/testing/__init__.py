@@ -50,6 +50,7 @@ them imports the client they judge.
 
 from __future__ import annotations
 
+from langchain_devic.testing._agents import AGENT_STATES, AgentScript, AgentStep
 from langchain_devic.testing._core import (
     DEFAULT_API_KEY,
     Conversation,
@@ -77,8 +78,11 @@ from langchain_devic.testing._server import EmulatorServer
 from langchain_devic.testing._transport import EmulatorTransport
 
 __all__ = [
+    "AGENT_STATES",
     "DEFAULT_API_KEY",
     "READY_ASSISTANTS",
+    "AgentScript",
+    "AgentStep",
     "Buffer",
     "CallTools",
     "ClientCall",
@@ -116,7 +120,10 @@ class DevicEmulator(Core):
     (the history, with token totals), `GET chats/{chat}/realtime`,
     `GET chats/{chat}/stream` (SSE), `POST chats/{chat}/stop` and
     `POST chats/{chat}/tool-response` (the client's results for the calls a
-    `CallTools` step made; 400 unless the run waits for exactly those). Any
+    `CallTools` step made; 400 unless the run waits for exactly those). The
+    agents' routes live beside them, `{prefix}/agents/…`: scripted agent
+    threads (`add_agent` with `AgentStep`s; see `langchain_devic.testing._agents`).
+    Any
     other path is 404, another method 405. A refusal answers at once; latency
     only delays a turn.
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from langchain_devic.testing._agents import Agents
 from langchain_devic.testing._answers import Answers
 from langchain_devic.testing._exchanges import Exchange, Read, Slot, Work, refused
 from langchain_devic.testing._faults import NO_FAULT, Face, Fault
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class Core(Turns, Answers, Surface):
+class Core(Turns, Answers, Surface, Agents):
     """The emulator's state and its request handling, without any face.
 
     `DevicEmulator` (in `langchain_devic.testing`) adds the faces; its
@@ -201,6 +202,12 @@ class Core(Turns, Answers, Surface):
             "assistants": self._answer_assistants,
             "assistant": self._answer_assistant,
             "search": self._answer_search,
+            "agents": self._answer_agents,
+            "agent": self._answer_agent,
+            "agent-threads": self._answer_agent_threads,
+            "agent-thread": self._answer_agent_thread,
+            "agent-thread-action": self._answer_thread_action,
+            "agent-costs": self._answer_agent_costs,
         }
         reader = readers[route]
         return Read(lambda: reader(record))

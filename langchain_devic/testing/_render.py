@@ -67,7 +67,11 @@ DIALECTS: tuple[Dialect, ...] = ("flat", "platform")
 #: stream | stop | tool-response | feedback>`. And the assistants themselves:
 #: `{prefix}/assistants` (`assistants`: list, create), `{prefix}/assistants/{id}`
 #: (`assistant`: read, update, delete), and the chat search
-#: `POST {prefix}/assistants/chats` (`search`).
+#: `POST {prefix}/assistants/chats` (`search`). And the agents (see `_agents`):
+#: `{prefix}/agents` (`agents`), `{prefix}/agents/{id}` (`agent`),
+#: `{prefix}/agents/{id}/threads` (`agent-threads`),
+#: `{prefix}/agents/threads/{thread}` (`agent-thread`) and its actions
+#: (`agent-thread-action`), `{prefix}/agents/agents/{id}/costs/…` (`agent-costs`).
 Route: TypeAlias = Literal[
     "messages",
     "chats",
@@ -80,6 +84,12 @@ Route: TypeAlias = Literal[
     "assistants",
     "assistant",
     "search",
+    "agents",
+    "agent",
+    "agent-threads",
+    "agent-thread",
+    "agent-thread-action",
+    "agent-costs",
 ]
 #: The methods each route answers.
 ROUTE_METHODS: dict[Route, tuple[str, ...]] = {
@@ -94,6 +104,12 @@ ROUTE_METHODS: dict[Route, tuple[str, ...]] = {
     "assistants": ("GET", "POST"),
     "assistant": ("GET", "PATCH", "DELETE"),
     "search": ("POST",),
+    "agents": ("GET", "POST"),
+    "agent": ("GET", "PATCH", "DELETE"),
+    "agent-threads": ("GET", "POST"),
+    "agent-thread": ("GET", "PATCH"),
+    "agent-thread-action": ("GET", "POST"),
+    "agent-costs": ("GET",),
 }
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"

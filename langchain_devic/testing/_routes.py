@@ -44,6 +44,9 @@ def route_of(
         method: The request's method (upper case).
     """
     for prefix in prefixes:
+        agents = agent_route_of(prefix.removesuffix("/assistants") + "/agents", path)
+        if agents is not None:
+            return agents
         if path == prefix:
             return "assistants", None, None
         if not path.startswith(prefix + "/"):
@@ -64,6 +67,37 @@ def route_of(
                 return "chat", assistant_id, chat_id
             case [assistant_id, "chats", chat_id, tail] if tail in _CHAT_ROUTES:
                 return _CHAT_ROUTES[tail], assistant_id, chat_id
+    return None
+
+
+#: The actions on an agent thread (`…/agents/threads/{thread}/<action>`).
+AGENT_THREAD_ACTIONS = frozenset(
+    {"approval", "pause", "resume", "complete", "evaluate", "evaluation", "feedback"}
+)
+
+
+def agent_route_of(
+    prefix: str, path: str
+) -> tuple[Route, str | None, str | None] | None:
+    """The agent route of a path under `prefix` (`…/agents`), its agent and thread."""
+    if path == prefix:
+        return "agents", None, None
+    if not path.startswith(prefix + "/"):
+        return None
+    parts = [unquote(part) for part in path[len(prefix) + 1 :].split("/")]
+    if not all(parts):
+        return None
+    match parts:
+        case ["threads", thread_id]:
+            return "agent-thread", None, thread_id
+        case ["threads", thread_id, action] if action in AGENT_THREAD_ACTIONS:
+            return "agent-thread-action", None, thread_id
+        case ["agents", agent_id, "costs", ("daily" | "monthly" | "summary")]:
+            return "agent-costs", agent_id, None
+        case [agent_id]:
+            return "agent", agent_id, None
+        case [agent_id, "threads"]:
+            return "agent-threads", agent_id, None
     return None
 
 
