@@ -174,6 +174,7 @@ def test_every_error_is_exported() -> None:
     expected = {
         "DevicError",
         "DevicAPIError",
+        "DevicApprovalRequired",
         "DevicBadRequestError",
         "DevicAuthenticationError",
         "DevicPermissionDeniedError",
