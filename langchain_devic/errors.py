@@ -25,6 +25,7 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     │                          a malformed 2xx answer (not retryable)
     ├── DevicRunError                              ModelAPIError
     │                          a platform run ended in `error` (chat_uuid, status)
+    ├── DevicLockError         a conversation's lock was lost, or its database failed
     └── DevicStoreError        the tool's thread store could not be read
 
 `is_retryable` is set per instance to what is *safe* to retry: a Devic message
@@ -71,6 +72,7 @@ __all__ = [
     "DevicConnectionError",
     "DevicError",
     "DevicGatewayError",
+    "DevicLockError",
     "DevicLockTimeoutError",
     "DevicNotFoundError",
     "DevicPermissionDeniedError",
@@ -246,6 +248,19 @@ class DevicLockTimeoutError(DevicTimeoutError):
     """
 
     is_retryable = True
+
+
+class DevicLockError(DevicError):
+    """A conversation's lock failed: its database, or a lost hold.
+
+    Its database could not be used, or the lock was lost while held (its
+    session ended). The message says whether anything was sent to Devic.
+    Nothing sent: the call may be made again. Sent: the thread's record was
+    not written by this call; the next call of the same message settles the
+    turn by reading Devic instead of sending it twice.
+    """
+
+    is_retryable = False
 
 
 class DevicStoreError(DevicError):

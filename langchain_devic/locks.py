@@ -35,13 +35,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
+    AsyncExitStack,
+    ExitStack,
     asynccontextmanager,
     contextmanager,
 )
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_devic._locks import PROCESS_LOCKS
-from langchain_devic.errors import DevicLockTimeoutError
+from langchain_devic.errors import DevicLockError, DevicLockTimeoutError
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,8 +51,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "AsyncHeldLock",
     "ConversationLock",
+    "DevicLockError",
     "DevicLockTimeoutError",
+    "HeldLock",
     "InProcessLock",
     "PostgresAdvisoryLock",
     "advisory_key",
@@ -69,14 +74,18 @@ class ConversationLock(Protocol):
 
     `DevicAssistantTool` passes (assistant id, thread key). `hold` blocks the
     calling thread; `ahold` awaits without blocking the event loop. Both raise
-    `DevicLockTimeoutError` when the lock cannot be had in time.
+    `DevicLockTimeoutError` when the lock cannot be had in time. A lock that
+    can be lost while held (its database session ends) yields an object with
+    `check()` (from `hold`) or `acheck()` (from `ahold`) raising
+    `DevicLockError` once it is lost; the tool calls it before it sends and
+    before each write of the thread's record. Others yield `None`.
     """
 
-    def hold(self, scope: str, key: str) -> AbstractContextManager[None]:
+    def hold(self, scope: str, key: str) -> AbstractContextManager[Any]:
         """Hold the lock of (scope, key) in this thread."""
         ...
 
-    def ahold(self, scope: str, key: str) -> AbstractAsyncContextManager[None]:
+    def ahold(self, scope: str, key: str) -> AbstractAsyncContextManager[Any]:
         """Hold the lock of (scope, key) in this task."""
         ...
 
@@ -225,17 +234,34 @@ class PostgresAdvisoryLock:
     # ------------------------------------------------------------------ sync
 
     @contextmanager
-    def hold(self, scope: str, key: str) -> Iterator[None]:
-        """Hold the advisory lock of (scope, key) in this thread."""
+    def hold(self, scope: str, key: str) -> Iterator[HeldLock]:
+        """Hold the advisory lock of (scope, key) in this thread.
+
+        Yields a `HeldLock` whose `check()` says whether the lock is still
+        held. A connection that breaks while the lock is being taken is
+        replaced once by a fresh one; a second failure is `DevicLockError`.
+        """
+        psycopg = _psycopg()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         with InProcessLock(timeout=self.timeout).hold(scope, key):
             number = advisory_key(scope, key)
-            with self._connection(scope, key, deadline) as conn:
-                self._lock(conn, number, _left(deadline), scope, key)
-                try:
-                    yield
-                finally:
-                    self._unlock(conn, number)
+            for attempt in (1, 2):
+                with ExitStack() as stack:
+                    try:
+                        conn = stack.enter_context(
+                            self._connection(scope, key, deadline)
+                        )
+                        self._lock(conn, number, _left(deadline), scope, key)
+                    except psycopg.Error as exc:
+                        if attempt == 1:
+                            _log_retry(scope, key, exc)
+                            continue
+                        raise _broken(scope, key, exc) from exc
+                    try:
+                        yield HeldLock(conn, scope, key)
+                    finally:
+                        self._unlock(conn, number)
+                    return
 
     @contextmanager
     def _connection(
@@ -296,17 +322,33 @@ class PostgresAdvisoryLock:
     # ----------------------------------------------------------------- async
 
     @asynccontextmanager
-    async def ahold(self, scope: str, key: str) -> AsyncIterator[None]:
-        """Hold the advisory lock of (scope, key) in this task."""
+    async def ahold(self, scope: str, key: str) -> AsyncIterator[AsyncHeldLock]:
+        """Hold the advisory lock of (scope, key) in this task.
+
+        Yields an `AsyncHeldLock` (`await held.acheck()`); a broken connection
+        is replaced once, as in `hold`.
+        """
+        psycopg = _psycopg()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         async with InProcessLock(timeout=self.timeout).ahold(scope, key):
             number = advisory_key(scope, key)
-            async with self._aconnection(scope, key, deadline) as conn:
-                await self._alock(conn, number, _left(deadline), scope, key)
-                try:
-                    yield
-                finally:
-                    await self._aunlock(conn, number)
+            for attempt in (1, 2):
+                async with AsyncExitStack() as stack:
+                    try:
+                        conn = await stack.enter_async_context(
+                            self._aconnection(scope, key, deadline)
+                        )
+                        await self._alock(conn, number, _left(deadline), scope, key)
+                    except psycopg.Error as exc:
+                        if attempt == 1:
+                            _log_retry(scope, key, exc)
+                            continue
+                        raise _broken(scope, key, exc) from exc
+                    try:
+                        yield AsyncHeldLock(conn, scope, key)
+                    finally:
+                        await self._aunlock(conn, number)
+                    return
 
     @asynccontextmanager
     async def _aconnection(
@@ -365,6 +407,68 @@ class PostgresAdvisoryLock:
             raise
 
 
+class HeldLock:
+    """A held PostgreSQL advisory lock: `check()` raises if it was lost.
+
+    A session-level advisory lock lasts as long as its session: if the
+    session still answers, the lock is still held. `DevicAssistantTool`
+    checks before it sends and before each write of the thread's record.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], scope: str, key: str) -> None:
+        self._conn, self.scope, self.key = conn, scope, key
+
+    def check(self) -> None:
+        """Raise `DevicLockError` if the lock's session has ended."""
+        try:
+            self._conn.execute(_ALIVE)
+        except Exception as exc:
+            raise _lost(self.scope, self.key, exc) from exc
+
+
+class AsyncHeldLock:
+    """A held PostgreSQL advisory lock (async): `await acheck()` raises if lost."""
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], scope: str, key: str
+    ) -> None:
+        self._conn, self.scope, self.key = conn, scope, key
+
+    async def acheck(self) -> None:
+        """Raise `DevicLockError` if the lock's session has ended."""
+        try:
+            await self._conn.execute(_ALIVE)
+        except Exception as exc:
+            raise _lost(self.scope, self.key, exc) from exc
+
+
+def _lost(scope: str, key: str, exc: BaseException) -> DevicLockError:
+    return DevicLockError(
+        f"The advisory lock of conversation {key!r} (scope {scope!r}) was lost: "
+        f"its PostgreSQL session ended ({type(exc).__name__}: {exc})."
+    )
+
+
+def _broken(scope: str, key: str, exc: BaseException) -> DevicLockError:
+    return DevicLockError(
+        f"The advisory lock of conversation {key!r} (scope {scope!r}) could not be "
+        f"taken: the database failed twice ({type(exc).__name__}: {exc}). Nothing "
+        "was sent; check the database, then call again."
+    )
+
+
+def _log_retry(scope: str, key: str, exc: BaseException) -> None:
+    logger.warning(
+        "The lock connection for conversation %r (scope %r) failed (%s: %s); "
+        "retrying once on a fresh connection.",
+        key,
+        scope,
+        type(exc).__name__,
+        exc,
+    )
+
+
+_ALIVE = "SELECT 1"
 #: `lock_timeout` for this transaction only ('0' is PostgreSQL's "no limit").
 _LOCAL_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 _LOCK = "SELECT pg_advisory_lock(%s)"

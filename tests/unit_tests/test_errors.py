@@ -188,6 +188,7 @@ def test_every_error_is_exported() -> None:
         "DevicConnectError",
         "DevicTimeoutError",
         "DevicConnectTimeoutError",
+        "DevicLockError",
         "DevicServiceUnavailableError",
         "DevicGatewayError",
         "DevicLockTimeoutError",
