@@ -1,9 +1,13 @@
 """Where `DevicAssistantTool` keeps each thread's chat: items, keys and stores.
 
 One item per (assistant, agent thread): `{"chat_uuid": …}`, plus, while a
-platform run of that thread is in flight, `"pending": {"digest": <sha256 of the
-message>, "sent_at": <ISO 8601>}` (the in-flight mark that keeps a resumed call
-from sending the same turn twice).
+platform turn of that thread is in flight, `"pending": {"digest": <sha256 of the
+message>, "sent_at": <ISO 8601>, "call_id", "confirmed"}` (the in-flight mark
+that keeps a resumed call from sending the same turn twice: written as an
+intent before the send, confirmed with the chat once Devic took the turn),
+and `"answered"`: the last few tool calls answered on this thread (`call_id`,
+message digest, the reply and its artifact), so a tool call LangGraph runs
+again (its result was never checkpointed) gets the same reply, unsent.
 
 Two kinds of store hold it, behind one `ThreadStore` face:
 
@@ -23,10 +27,12 @@ module is already loaded (it must be, for the object to exist).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import sys
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +45,9 @@ from langchain_core.stores import BaseStore as KeyValueStore
 from langchain_devic.errors import DevicStoreError
 
 __all__ = [
+    "ANSWERED_KEPT",
     "NAMESPACE",
+    "Answer",
     "DevicStoreError",
     "Pending",
     "ThreadItem",
@@ -60,20 +68,43 @@ _RUNTIME_KEY = "__pregel_runtime"
 _LEGACY_STORE_KEY = "__pregel_store"
 
 
+#: How many answered tool calls a thread's item keeps (the newest).
+ANSWERED_KEPT = 8
+
+
 @dataclass(frozen=True)
 class Pending:
-    """The in-flight mark: which message was sent, and when."""
+    """The in-flight mark: which message, when, by which tool call.
+
+    `confirmed` is false for an intent (written before the send: Devic may or
+    may not have the turn) and true once Devic took the turn up (the item's
+    chat then holds it). Marks written before intents existed read as
+    confirmed.
+    """
 
     digest: str
     sent_at: str
+    call_id: str | None = None
+    confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A tool call answered on this thread: its reply, kept for a re-run."""
+
+    call_id: str
+    digest: str
+    content: str
+    artifact: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ThreadItem:
-    """What the store holds for one thread: its chat and, maybe, the mark."""
+    """What the store holds for one thread: its chat, maybe the mark, answers."""
 
     chat_uuid: str | None
     pending: Pending | None = None
+    answered: tuple[Answer, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The item as stored (the mark only while a turn is in flight)."""
@@ -82,8 +113,36 @@ class ThreadItem:
             item["pending"] = {
                 "digest": self.pending.digest,
                 "sent_at": self.pending.sent_at,
+                "call_id": self.pending.call_id,
+                "confirmed": self.pending.confirmed,
             }
+        if self.answered:
+            item["answered"] = [
+                {
+                    "call_id": a.call_id,
+                    "digest": a.digest,
+                    "content": a.content,
+                    "artifact": a.artifact,
+                }
+                for a in self.answered
+            ]
         return item
+
+    def answer_for(self, call_id: str | None, digest: str) -> Answer | None:
+        """The kept answer of this tool call id and message, if any."""
+        if call_id is None:
+            return None
+        for answer in reversed(self.answered):
+            if answer.call_id == call_id and answer.digest == digest:
+                return answer
+        return None
+
+    def with_answer(self, answer: Answer | None) -> tuple[Answer, ...]:
+        """The answers to keep once `answer` is added (the newest few)."""
+        if answer is None:
+            return self.answered
+        kept = [a for a in self.answered if a.call_id != answer.call_id]
+        return (*kept, answer)[-ANSWERED_KEPT:]
 
     @classmethod
     def parse(cls, value: Any) -> ThreadItem:
@@ -106,8 +165,31 @@ class ThreadItem:
         mark = value.get("pending")
         pending = None
         if isinstance(mark, Mapping) and isinstance(mark.get("digest"), str):
-            pending = Pending(mark["digest"], str(mark.get("sent_at") or ""))
-        return cls(chat, pending)
+            call_id = mark.get("call_id")
+            pending = Pending(
+                mark["digest"],
+                str(mark.get("sent_at") or ""),
+                call_id if isinstance(call_id, str) else None,
+                mark.get("confirmed", True) is not False,
+            )
+        answered: list[Answer] = []
+        for entry in value.get("answered") or ():
+            if (
+                isinstance(entry, Mapping)
+                and isinstance(entry.get("call_id"), str)
+                and isinstance(entry.get("digest"), str)
+                and isinstance(entry.get("content"), str)
+                and isinstance(entry.get("artifact"), Mapping)
+            ):
+                answered.append(
+                    Answer(
+                        entry["call_id"],
+                        entry["digest"],
+                        entry["content"],
+                        dict(entry["artifact"]),
+                    )
+                )
+        return cls(chat, pending, tuple(answered[-ANSWERED_KEPT:]))
 
 
 def message_digest(message: str) -> str:
@@ -182,6 +264,7 @@ class ThreadStore:
 
     def get(self, assistant_id: str, thread: str) -> ThreadItem | None:
         """The thread's item, or `None`."""
+        self._verify()
         try:
             raw = self._read(assistant_id, thread)
         except Exception as exc:
@@ -190,11 +273,18 @@ class ThreadStore:
 
     async def aget(self, assistant_id: str, thread: str) -> ThreadItem | None:
         """The thread's item, or `None`."""
+        await self._averify()
         try:
             raw = await self._aread(assistant_id, thread)
         except Exception as exc:
             raise self._failed("read", exc) from exc
         return self._item(raw, assistant_id, thread)
+
+    def _verify(self) -> None:
+        """Check, once per store object, that it reads back what it wrote."""
+
+    async def _averify(self) -> None:
+        """Check, once per store object, that it reads back what it wrote."""
 
     def put(self, assistant_id: str, thread: str, item: ThreadItem) -> None:
         """Store the thread's item (`DevicStoreError` if the store fails)."""
@@ -272,8 +362,74 @@ class _KeyValueThreadStore(ThreadStore):
         )
 
 
+#: LangGraph stores that read back what they wrote (checked once each).
+_VERIFIED: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Where the check writes: a namespace no thread uses.
+_PROBE_NAMESPACE = (NAMESPACE, "_probe")
+_PROBE_KEY = "probe|"
+_PROBE_VALUE = {"chat_uuid": "probe"}
+
+
 class _GraphThreadStore(ThreadStore):
-    """A LangGraph store: the item as a dict under the raw thread key."""
+    """A LangGraph store: the item as a dict under the raw thread key.
+
+    A store that is not in memory is checked on first use: an item written is
+    read back (a PostgreSQL database in `SQL_ASCII` answers keys as bytes and
+    finds nothing, so every thread would silently start a new chat).
+    """
+
+    def _needs_check(self) -> bool:
+        module = type(self.store).__module__
+        if module.startswith("langgraph.store.memory"):
+            return False
+        try:
+            return self.store not in _VERIFIED
+        except TypeError:  # not weakly referenceable: checked every time
+            return True
+
+    def _checked(self, found: Any) -> None:
+        ok = (
+            found is not None
+            and found.key == _PROBE_KEY
+            and tuple(found.namespace) == _PROBE_NAMESPACE
+            and found.value == _PROBE_VALUE
+        )
+        if not ok:
+            raise self._unreadable(f"read back {found!r}")
+        with contextlib.suppress(TypeError):
+            _VERIFIED.add(self.store)
+
+    def _unreadable(self, what: str) -> DevicStoreError:
+        return DevicStoreError(
+            f"{type(self.store).__name__} does not read back what it writes "
+            f"(wrote {_PROBE_VALUE!r} under {_PROBE_KEY!r}, {what}); every thread "
+            "would start a new Devic chat. A PostgreSQL database must use the UTF-8 "
+            "encoding (SQL_ASCII returns keys as bytes): create it with "
+            "ENCODING 'UTF8' (e.g. CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE "
+            "template0) and point the store at it."
+        )
+
+    def _verify(self) -> None:
+        if not self._needs_check():
+            return
+        try:
+            self.store.put(_PROBE_NAMESPACE, _PROBE_KEY, _PROBE_VALUE, index=False)
+            found = self.store.get(_PROBE_NAMESPACE, _PROBE_KEY)
+        except Exception as exc:
+            raise self._failed("read", exc) from exc
+        self._checked(found)
+
+    async def _averify(self) -> None:
+        if not self._needs_check():
+            return
+        try:
+            await self.store.aput(
+                _PROBE_NAMESPACE, _PROBE_KEY, _PROBE_VALUE, index=False
+            )
+            found = await self.store.aget(_PROBE_NAMESPACE, _PROBE_KEY)
+        except Exception as exc:
+            raise self._failed("read", exc) from exc
+        self._checked(found)
 
     def _read(self, assistant_id: str, thread: str) -> Any:
         found = self.store.get(graph_namespace(assistant_id), thread)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForToolRun,
@@ -41,8 +41,15 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.stores import InMemoryStore
-from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from langchain_core.tools import BaseTool, InjectedToolArg, ToolException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    field_validator,
+    model_validator,
+)
 
 from langchain_devic import _wire
 from langchain_devic._async_tool import _AsyncToolCalls
@@ -93,6 +100,13 @@ class DevicAssistantInput(BaseModel):
         description="Start a fresh conversation with the assistant instead of "
         "continuing this thread's one.",
     )
+    runtime: Annotated[Any, InjectedToolArg, SkipValidation] = Field(
+        default=None, exclude=True
+    )
+    """Filled in by LangGraph's `ToolNode` (and so `create_agent`), never by the
+    model: the tool call's id and the graph's state. The tool finds the
+    thread's chat in the state's messages when no store holds it, and knows a
+    tool call LangGraph runs again by its id."""
 
 
 class _ToolCore(BaseTool):

@@ -53,7 +53,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\bAsyncCallbackManagerForLLMRun\b", "CallbackManagerForLLMRun"),
     (
         r"\b_a(run|converse|platform_turn|ask|await_idle|save|send|generate|stream"
-        r"|started)\b",
+        r"|started|check|settle)\b",
         r"_\1",
     ),
     (r"\ba(load_chat|stop_chat|list_chats)\b", r"\1"),
@@ -83,6 +83,8 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\.async_client\b", ".client"),
     (r"\bThe async calls\b", "The sync calls"),
     (r"\.aclose\(\)", ".close()"),
+    (r'"acheck"', '"check"'),
+    (r"\.acheck\(", ".check("),
     (r"\baclose\b", "close"),
     (r"\basynchronous\b", "synchronous"),
     (r"\bAsynchronous\b", "Synchronous"),

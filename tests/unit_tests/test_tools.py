@@ -386,7 +386,14 @@ def test_custom_base_store(emulator: DevicEmulator) -> None:
     assert [r.chat_uuid for r in sends(emulator)] == [None, chat]
     assert store.data == {key("t1"): value(chat)}
     assert store.reads == [key("t1"), key("t1")]
-    assert store.writes == [(key("t1"), value(chat)), (key("t1"), value(chat))]
+    # A shared store gets each turn's in-flight intent before the send (this
+    # emulator answers the send at once: no run to confirm), then the bare
+    # item when the turn ends.
+    assert [json.loads(v).get("pending") is None for _, v in store.writes] == [
+        False,
+        True,
+    ] * 2
+    assert store.writes[1::2] == [(key("t1"), value(chat))] * 2
     # A second instance over the same custom store continues the chat too.
     other = make_tool(emulator, store=store)
     third = other.invoke(call("third", "call-3"), thread("t1"))

@@ -734,14 +734,24 @@ def test_a_platform_turn_marks_then_clears(platform: DevicEmulator) -> None:
     assert first.content == "Reply 1: first"
     assert second.content == "Reply 2: second"
     assert second.artifact["chat_uuid"] == chat
-    digest = message_digest("first")
-    assert [item.get("pending", {}).get("digest") for item in store.items] == [
-        digest,
-        None,
-        message_digest("second"),
-        None,
+    digest, second_digest = message_digest("first"), message_digest("second")
+    # Per turn: the intent (before the send), confirmed with the chat once
+    # Devic took it, then the turn's end without a mark.
+    assert [
+        (
+            item.get("pending", {}).get("digest"),
+            item.get("pending", {}).get("confirmed"),
+        )
+        for item in store.items
+    ] == [
+        (digest, False),
+        (digest, True),
+        (None, None),
+        (second_digest, False),
+        (second_digest, True),
+        (None, None),
     ]
-    assert {item["chat_uuid"] for item in store.items} == {chat}
+    assert [item["chat_uuid"] for item in store.items] == [None] + [chat] * 5
     assert [(r.query, r.chat_uuid) for r in sends(platform)] == [
         ("async=true", None),
         ("async=true", chat),
@@ -756,7 +766,9 @@ async def test_a_platform_turn_marks_then_clears_async(platform: DevicEmulator) 
     await tool.ainvoke(call("second", "call-2"), thread("t1"))
     assert [item.get("pending") is None for item in store.items] == [
         False,
+        False,
         True,
+        False,
         False,
         True,
     ]
