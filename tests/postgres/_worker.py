@@ -10,31 +10,41 @@ JSON commands from stdin, one at a time, one JSON answer line each:
   the message verbatim to the Devic tool; the tool uses the graph's store);
 - `{"op": "resume", "thread"}`: resume the thread's interrupted run;
 - `{"op": "tool", "thread", "message"}`: a direct tool call with
-  `store=PostgresStore` (no graph).
+  `store=PostgresStore` (no graph);
+- `{"op": "plain", "thread", "message"}`: one agent turn of a graph with
+  PostgresSaver and no store at all (the checkpoint alone keeps the chat).
+
+A command may carry `"die"`: `"after_tool"` (the process exits once the tool
+returned, before the tools node's checkpoint) or `"at_mark"` (it exits when
+the in-flight mark would be confirmed: Devic has the turn, the store does
+not know its chat). Connections come from pools that check them
+(`check=ConnectionPool.check_connection`), as the docs advise.
 
 The answer is `{"ok": true, "content", "artifact", "status"}` for the tool's
-last ToolMessage, or `{"ok": false, "error"}`.
+last ToolMessage, or `{"ok": false, "error", "type"}` (the exception's class).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from typing import Any
 
 import httpx
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.store.postgres import PostgresStore
-from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from langchain_devic import ChatDevic, DevicAssistantTool
+from langchain_devic._stores import ThreadStore
 from langchain_devic.locks import PostgresAdvisoryLock
 
 TOOL = "devic_assistant"
@@ -63,18 +73,45 @@ class Planner(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=answer)])
 
 
-def connect(dsn: str) -> Connection[Any]:
-    return Connection.connect(
-        dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row
+def pool(dsn: str, **kwargs: Any) -> ConnectionPool[Any]:
+    """A pool that checks each connection before lending it."""
+    return ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=4,
+        open=True,
+        check=ConnectionPool.check_connection,
+        **kwargs,
     )
+
+
+class DieAfterTool(BaseCallbackHandler):
+    """Exit the process once the tool returned (its result never checkpointed)."""
+
+    def on_tool_end(self, output: Any, **kwargs: Any) -> None:
+        os._exit(9)
+
+
+def die_at_mark() -> None:
+    """Exit when the in-flight mark would be confirmed (Devic took the turn)."""
+    put = ThreadStore.put
+
+    def dying_put(self: ThreadStore, assistant_id: str, thread: str, item: Any) -> None:
+        if item.pending is not None and item.pending.confirmed:
+            os._exit(9)
+        put(self, assistant_id, thread, item)
+
+    ThreadStore.put = dying_put  # type: ignore[method-assign]
 
 
 def main() -> None:
     dsn, base_url, api_key, assistant = sys.argv[1:5]
-    store = PostgresStore(connect(dsn))
-    lock = PostgresAdvisoryLock(
-        ConnectionPool(dsn, min_size=1, max_size=4, open=True), timeout=60
-    )
+    rows = {
+        "kwargs": {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    }
+    store = PostgresStore(pool(dsn, **rows))  # type: ignore[arg-type]
+    saver = PostgresSaver(pool(dsn, **rows))  # type: ignore[arg-type]
+    lock = PostgresAdvisoryLock(pool(dsn), timeout=60)
     model = ChatDevic(
         assistant_id=assistant,
         api_key=api_key,
@@ -94,13 +131,19 @@ def main() -> None:
         lock=lock,
         store=store,
     )
-    agent = create_agent(
-        Planner(), [graph_tool], checkpointer=PostgresSaver(connect(dsn)), store=store
+    agent = create_agent(Planner(), [graph_tool], checkpointer=saver, store=store)
+    plain_tool = DevicAssistantTool(
+        name=TOOL, description="Delegates to Devic.", chat_model=model, lock=lock
     )
+    plain = create_agent(Planner(), [plain_tool], checkpointer=saver)
     print("ready", flush=True)
     for line in sys.stdin:
         command = json.loads(line)
-        config = {"configurable": {"thread_id": command["thread"]}}
+        config: dict[str, Any] = {"configurable": {"thread_id": command["thread"]}}
+        if command.get("die") == "after_tool":
+            config["callbacks"] = [DieAfterTool()]
+        elif command.get("die") == "at_mark":
+            die_at_mark()
         try:
             if command["op"] == "tool":
                 call = {
@@ -116,7 +159,8 @@ def main() -> None:
                     if command["op"] == "resume"
                     else {"messages": [HumanMessage(command["message"])]}
                 )
-                state = agent.invoke(inputs, config, durability="sync")
+                graph = plain if command["op"] == "plain" else agent
+                state = graph.invoke(inputs, config, durability="sync")
                 result = [m for m in state["messages"] if isinstance(m, ToolMessage)][
                     -1
                 ]
@@ -126,8 +170,9 @@ def main() -> None:
                 "artifact": result.artifact,
                 "status": result.status,
             }
-        except Exception:
-            answer = {"ok": False, "error": traceback.format_exc()}
+        except Exception as exc:
+            error = traceback.format_exc()
+            answer = {"ok": False, "error": error, "type": type(exc).__name__}
         print(json.dumps(answer), flush=True)
 
 
