@@ -329,3 +329,24 @@ def test_a_sql_ascii_database_is_refused_with_the_fix(postgres_dsn: str) -> None
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_an_async_hold_notices_its_session_ended(database: str) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from langchain_devic import DevicLockError
+    from langchain_devic.locks import PostgresAdvisoryLock
+
+    pool = AsyncConnectionPool(database, min_size=1, max_size=1, open=False)
+    await pool.open()
+    try:
+        lock = PostgresAdvisoryLock(pool, timeout=10)
+        async with lock.ahold("scope", "async-lost") as held:
+            await held.acheck()  # still held
+            assert terminate(database, "advisory") == 1
+            with pytest.raises(DevicLockError, match="was lost"):
+                await held.acheck()
+        async with lock.ahold("scope", "async-lost") as again:  # a fresh session
+            await again.acheck()
+    finally:
+        await pool.close()
