@@ -22,7 +22,12 @@ import httpx
 
 from langchain_devic import _clock, _exchange, _retry, _runs, _wire
 from langchain_devic._base_client import ASettle, Parse, _BaseDevicClient
-from langchain_devic._settings import STOP_SECONDS, TOTALS_BUDGET, ClientSettings
+from langchain_devic._settings import (
+    SETTLE_SECONDS,
+    STOP_SECONDS,
+    TOTALS_BUDGET,
+    ClientSettings,
+)
 from langchain_devic._transports import build_async_http
 from langchain_devic.errors import DevicError
 
@@ -140,7 +145,9 @@ class AsyncDevicClient(_BaseDevicClient):
             return None
 
         async def settle() -> _wire.DevicReply | _wire.RunStarted | None:
-            chat = await self.read_chat(assistant_id, chat_uuid)
+            seconds = max(self._exchange_seconds, SETTLE_SECONDS)
+            deadline = time.monotonic() + seconds
+            chat = await self.read_chat(assistant_id, chat_uuid, deadline=deadline)
             return self._settled_send(chat, chat_uuid, message, parse)
 
         return settle

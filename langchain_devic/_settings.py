@@ -29,6 +29,9 @@ STOP_TIMEOUT = httpx.Timeout(STOP_SECONDS)
 DEFAULT_RUN_TIMEOUT = 600.0
 #: How long reading a chat's totals (for usage only) may keep retrying.
 TOTALS_BUDGET = 30.0
+#: The least time a chat read that settles a write of unknown outcome gets,
+#: whatever `timeout` is: settling decides whether a turn is lost or sent twice.
+SETTLE_SECONDS = 10.0
 DEFAULT_POLL_INTERVAL = 0.5
 DEFAULT_MAX_POLL_INTERVAL = 5.0
 #: Assistants whose messages URL a client keeps parsed.

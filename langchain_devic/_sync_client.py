@@ -19,7 +19,12 @@ import httpx
 
 from langchain_devic import _clock, _exchange, _retry, _runs, _wire
 from langchain_devic._base_client import Parse, Settle, _BaseDevicClient
-from langchain_devic._settings import STOP_SECONDS, TOTALS_BUDGET, ClientSettings
+from langchain_devic._settings import (
+    SETTLE_SECONDS,
+    STOP_SECONDS,
+    TOTALS_BUDGET,
+    ClientSettings,
+)
 from langchain_devic._transports import build_sync_http
 from langchain_devic.errors import DevicError
 
@@ -121,7 +126,9 @@ class DevicClient(_BaseDevicClient):
             return None
 
         def settle() -> _wire.DevicReply | _wire.RunStarted | None:
-            chat = self.read_chat(assistant_id, chat_uuid)
+            seconds = max(self._exchange_seconds, SETTLE_SECONDS)
+            deadline = time.monotonic() + seconds
+            chat = self.read_chat(assistant_id, chat_uuid, deadline=deadline)
             return self._settled_send(chat, chat_uuid, message, parse)
 
         return settle

@@ -25,6 +25,7 @@ Each HTTP failure is a `DevicAPIError` subclass that also inherits the matching
     │                          a malformed 2xx answer (not retryable)
     ├── DevicRunError                              ModelAPIError
     │                          a platform run ended in `error` (chat_uuid, status)
+    ├── DevicLockError         a conversation's lock was lost, or its database failed
     └── DevicStoreError        the tool's thread store could not be read
 
 `is_retryable` is set per instance to what is *safe* to retry: a Devic message
@@ -62,8 +63,8 @@ __all__ = [
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",
     "DevicAPIError",
-    "DevicApprovalRequired",
     "DevicAuthenticationError",
+    "DevicApprovalRequired",
     "DevicBadRequestError",
     "DevicConflictError",
     "DevicConnectError",
@@ -71,6 +72,7 @@ __all__ = [
     "DevicConnectionError",
     "DevicError",
     "DevicGatewayError",
+    "DevicLockError",
     "DevicLockTimeoutError",
     "DevicNotFoundError",
     "DevicPermissionDeniedError",
@@ -248,6 +250,19 @@ class DevicLockTimeoutError(DevicTimeoutError):
     is_retryable = True
 
 
+class DevicLockError(DevicError):
+    """A conversation's lock failed: its database, or a lost hold.
+
+    Its database could not be used, or the lock was lost while held (its
+    session ended). The message says whether anything was sent to Devic.
+    Nothing sent: the call may be made again. Sent: the thread's record was
+    not written by this call; the next call of the same message settles the
+    turn by reading Devic instead of sending it twice.
+    """
+
+    is_retryable = False
+
+
 class DevicStoreError(DevicError):
     """The tool's store could not be read or written.
 
@@ -296,6 +311,22 @@ class DevicRunError(DevicError, ModelAPIError):
         )
 
 
+def _rebuild_run_error(
+    cls: type[DevicRunError], message: str, chat_uuid: str, status: str
+) -> DevicRunError:
+    return cls(message, chat_uuid=chat_uuid, status=status)
+
+
+_STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
+    400: DevicBadRequestError,
+    401: DevicAuthenticationError,
+    403: DevicPermissionDeniedError,
+    404: DevicNotFoundError,
+    408: DevicRequestTimeoutError,
+    409: DevicConflictError,
+    422: DevicBadRequestError,
+    429: DevicRateLimitError,
+    502: DevicGatewayError,
 class DevicApprovalRequired(DevicError):
     """A Devic agent thread waits for a person's approval, outside any LangGraph run.
 
@@ -322,22 +353,6 @@ class DevicApprovalRequired(DevicError):
         return (type(self), (self.thread_id, self.reason))
 
 
-def _rebuild_run_error(
-    cls: type[DevicRunError], message: str, chat_uuid: str, status: str
-) -> DevicRunError:
-    return cls(message, chat_uuid=chat_uuid, status=status)
-
-
-_STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
-    400: DevicBadRequestError,
-    401: DevicAuthenticationError,
-    403: DevicPermissionDeniedError,
-    404: DevicNotFoundError,
-    408: DevicRequestTimeoutError,
-    409: DevicConflictError,
-    422: DevicBadRequestError,
-    429: DevicRateLimitError,
-    502: DevicGatewayError,
     503: DevicServiceUnavailableError,
     504: DevicGatewayError,
 }

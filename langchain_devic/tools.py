@@ -313,3 +313,20 @@ class DevicAssistantTool(_SyncToolCalls, _AsyncToolCalls, _ToolCore):
             lock: ConversationLock = ...,
             **kwargs: Any,
         ) -> None: ...
+
+    @classmethod
+    def from_assistant(
+        cls, assistant_id: str, *, chat_model: ChatDevic, **fields: Any
+    ) -> DevicAssistantTool:
+        """The tool of one Devic assistant, named and described from Devic.
+
+        Reads the assistant (`chat_model.get_assistant`): the tool's `name` is
+        its name made a valid tool name, its `description` Devic's (else "Ask
+        the Devic assistant <name>."); it talks to `assistant_id` with the
+        settings of `chat_model`. `fields` are the tool's other fields
+        (`store`, `lock`, ...).
+        """
+        from langchain_devic.toolkit import assistant_tool  # noqa: PLC0415 - cycle
+
+        assistant = chat_model.get_assistant(assistant_id)
+        return assistant_tool(chat_model, assistant, **fields)

@@ -57,6 +57,11 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
         r"_\1",
     ),
     (r"\ba(load_chat|stop_chat|list_chats)\b", r"\1"),
+    (
+        r"\ba(list_assistants|get_assistant|search_chats|submit_feedback"
+        r"|list_feedback)\b",
+        r"\1",
+    ),
     (r"\blangchain_devic\._async_agents\b", "langchain_devic._sync_agents"),
     (
         r"\blangchain_devic\._async_client import DevicClient\b",
@@ -78,13 +83,13 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\badispatch_custom_event\b", "dispatch_custom_event"),
     (r"\.areport\(", ".report("),
     (r"\baget_chat_uuid\b", "get_chat_uuid"),
+    (r'"acheck"', '"check"'),
+    (r"\.acheck\(", ".check("),
     (r"\bainvoke\b", "invoke"),
     (r"\.a(get|put|hold)\(", r".\1("),
     (r"\.async_client\b", ".client"),
     (r"\bThe async calls\b", "The sync calls"),
     (r"\.aclose\(\)", ".close()"),
-    (r'"acheck"', '"check"'),
-    (r"\.acheck\(", ".check("),
     (r"\baclose\b", "close"),
     (r"\basynchronous\b", "synchronous"),
     (r"\bAsynchronous\b", "Synchronous"),
