@@ -63,8 +63,8 @@ __all__ = [
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",
     "DevicAPIError",
-    "DevicAuthenticationError",
     "DevicApprovalRequired",
+    "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
     "DevicConnectError",
@@ -311,22 +311,6 @@ class DevicRunError(DevicError, ModelAPIError):
         )
 
 
-def _rebuild_run_error(
-    cls: type[DevicRunError], message: str, chat_uuid: str, status: str
-) -> DevicRunError:
-    return cls(message, chat_uuid=chat_uuid, status=status)
-
-
-_STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
-    400: DevicBadRequestError,
-    401: DevicAuthenticationError,
-    403: DevicPermissionDeniedError,
-    404: DevicNotFoundError,
-    408: DevicRequestTimeoutError,
-    409: DevicConflictError,
-    422: DevicBadRequestError,
-    429: DevicRateLimitError,
-    502: DevicGatewayError,
 class DevicApprovalRequired(DevicError):
     """A Devic agent thread waits for a person's approval, outside any LangGraph run.
 
@@ -353,6 +337,22 @@ class DevicApprovalRequired(DevicError):
         return (type(self), (self.thread_id, self.reason))
 
 
+def _rebuild_run_error(
+    cls: type[DevicRunError], message: str, chat_uuid: str, status: str
+) -> DevicRunError:
+    return cls(message, chat_uuid=chat_uuid, status=status)
+
+
+_STATUS_CLASSES: dict[int, type[DevicAPIError]] = {
+    400: DevicBadRequestError,
+    401: DevicAuthenticationError,
+    403: DevicPermissionDeniedError,
+    404: DevicNotFoundError,
+    408: DevicRequestTimeoutError,
+    409: DevicConflictError,
+    422: DevicBadRequestError,
+    429: DevicRateLimitError,
+    502: DevicGatewayError,
     503: DevicServiceUnavailableError,
     504: DevicGatewayError,
 }
