@@ -37,8 +37,9 @@ from langchain_devic.errors import (
 )
 
 if TYPE_CHECKING:
-    from langchain_devic.tools import DevicAssistantTool
     from langchain_devic.agents import DevicAgentTool
+    from langchain_devic.toolkit import DevicToolkit
+    from langchain_devic.tools import DevicAssistantTool
 
 
 def __getattr__(name: str) -> Any:
@@ -51,11 +52,15 @@ def __getattr__(name: str) -> Any:
         from langchain_devic.tools import DevicAssistantTool
 
         return DevicAssistantTool
-    msg = f"module 'langchain_devic' has no attribute {name!r}"
+    if name == "DevicToolkit":
+        from langchain_devic.toolkit import DevicToolkit
+
+        return DevicToolkit
     if name == "DevicAgentTool":
         from langchain_devic.agents import DevicAgentTool
 
         return DevicAgentTool
+    msg = f"module 'langchain_devic' has no attribute {name!r}"
     raise AttributeError(msg)
 
 
@@ -64,9 +69,9 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "ChatDevic",
     "DevicAPIError",
-    "DevicAssistantTool",
     "DevicAgentTool",
     "DevicApprovalRequired",
+    "DevicAssistantTool",
     "DevicAuthenticationError",
     "DevicBadRequestError",
     "DevicConflictError",
@@ -87,6 +92,7 @@ __all__ = [
     "DevicServiceUnavailableError",
     "DevicStoreError",
     "DevicTimeoutError",
+    "DevicToolkit",
     "__version__",
 ]
 

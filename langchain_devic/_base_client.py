@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from langchain_devic import _exchange, _retry, _runs, _wire
+from langchain_devic._checks import platform_base_url
 from langchain_devic._settings import (
     MAX_CACHED_URLS,
     SSE_SILENCE,
@@ -57,6 +58,9 @@ class _BaseDevicClient:
         settings = settings or ClientSettings(**fields)
         self._api_key = settings.api_key
         self.base_url = settings.base_url
+        #: The root of every route but the one call's (runs, chats, assistants,
+        #: search, feedback): Devic's platform prefix for the default base.
+        self.platform_url = platform_base_url(self.base_url)
         self.timeout = make_timeout(settings.timeout)
         self.max_retries = settings.max_retries
         self.default_headers = dict(settings.default_headers or {})
@@ -70,7 +74,7 @@ class _BaseDevicClient:
         self.trust_env = not _wire.is_plain_loopback(self.base_url)
         #: Stop requests in flight (a closing client waits for them).
         self._stopping = 0
-        self._message_urls: dict[str, httpx.URL] = {}
+        self._message_urls: dict[tuple[str, bool], httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -106,41 +110,72 @@ class _BaseDevicClient:
         context: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         extra: Mapping[str, Any] | None,
+        *,
+        platform: bool = False,
     ) -> dict[str, Any]:
+        """A send: the one call (`platform=False`) or a platform run's send."""
         body = _wire.build_request_body(
             message, chat_uuid, context=context, metadata=metadata, extra=extra
         )
         return {
             "method": "POST",
-            "url": self._messages_url(assistant_id),
+            "url": self._messages_url(assistant_id, platform=platform),
             "json": body,
             "headers": self._headers(),
             "timeout": self.timeout,
         }
 
-    def _messages_url(self, assistant_id: str) -> httpx.URL:
+    def _messages_url(self, assistant_id: str, *, platform: bool = False) -> httpx.URL:
         """The assistant's messages URL, parsed once per client.
 
         Parsing a URL string is the costliest step of building a request.
         """
-        url = self._message_urls.get(assistant_id)
+        key = (assistant_id, platform)
+        url = self._message_urls.get(key)
         if url is None:
             _wire.validate_assistant_id(assistant_id)
-            url = httpx.URL(_wire.messages_url(self.base_url, assistant_id))
+            base = self.platform_url if platform else self.base_url
+            url = httpx.URL(_wire.messages_url(base, assistant_id))
             if len(self._message_urls) < MAX_CACHED_URLS:
-                self._message_urls[assistant_id] = url
+                self._message_urls[key] = url
         return url
 
     def _read_args(
-        self, url: str, params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return {
-            "method": "GET",
+        """A read: a GET, or a POST whose body only asks (Devic's chat search)."""
+        args: dict[str, Any] = {
+            "method": "GET" if body is None else "POST",
             "url": url,
             "params": params,
             "headers": self._headers(),
             "timeout": self.timeout,
         }
+        if body is not None:
+            args["json"] = body
+        return args
+
+    def _post_args(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": url,
+            "json": body,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+        }
+
+    def _unsent_write(self, error: DevicError, what: str) -> DevicError:
+        """A write (not a turn) of unknown outcome: say so, never resend it."""
+        error.is_retryable = False
+        return self._with_note(
+            error,
+            f"The {what} may have been written on Devic all the same: it was not "
+            "sent again (so it cannot have been written twice). Read it back "
+            "before sending it again.",
+        )
 
     def _stream_args(self, url: str) -> dict[str, Any]:
         """A stream request: silent for `SSE_SILENCE` s (or less) means give up."""
@@ -156,7 +191,7 @@ class _BaseDevicClient:
     def _stop_args(self, assistant_id: str, chat_uuid: str) -> dict[str, Any]:
         return {
             "method": "POST",
-            "url": _wire.run_url(self.base_url, assistant_id, chat_uuid, "stop"),
+            "url": _wire.run_url(self.platform_url, assistant_id, chat_uuid, "stop"),
             "headers": self._headers(),
             "timeout": STOP_TIMEOUT,
         }
@@ -167,7 +202,7 @@ class _BaseDevicClient:
         return {
             "method": "POST",
             "url": _wire.run_url(
-                self.base_url, assistant_id, chat_uuid, "tool-response"
+                self.platform_url, assistant_id, chat_uuid, "tool-response"
             ),
             "json": body,
             "headers": self._headers(),
@@ -404,7 +439,7 @@ class _BaseDevicClient:
             return self._deadline_passed(tracker)
         if isinstance(error, DevicNotFoundError) and not tracker.view:
             return DevicNotFoundError(
-                f"{self.base_url} does not serve platform runs (its run routes "
+                f"{self.platform_url} does not serve platform runs (its run routes "
                 "answer 404 for a chat it just created). Use the platform base URL "
                 "(ending in /api/v1), or run_mode='sync' for the one-call API.",
                 status_code=404,

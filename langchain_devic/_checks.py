@@ -16,6 +16,9 @@ import httpx
 from langchain_devic.errors import DevicProtocolError
 
 DEFAULT_BASE_URL = "https://api.devic.ai/v1"
+#: Where Devic serves everything but the seed's one call (runs, chats,
+#: assistants, search, feedback) when no base URL is set.
+PLATFORM_BASE_URL = "https://api.devic.ai/api/v1"
 #: How much of an answer's body an error keeps, in characters.
 BODY_EXCERPT_CHARS = 300
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
@@ -82,6 +85,16 @@ def validate_base_url(base_url: str) -> str:
         )
         raise ValueError(msg)
     return str(url).rstrip("/")
+
+
+def platform_base_url(base_url: str) -> str:
+    """The root of every route but the one call's, for a (validated) base URL.
+
+    The default base (`DEFAULT_BASE_URL`: no `base_url`, no `DEVIC_BASE_URL`)
+    is the seed's one call only; Devic serves the rest under
+    `PLATFORM_BASE_URL`. Any other base URL is used as given for every route.
+    """
+    return PLATFORM_BASE_URL if base_url == DEFAULT_BASE_URL else base_url
 
 
 def is_plain_loopback(base_url: str) -> bool:

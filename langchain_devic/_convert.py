@@ -958,12 +958,15 @@ def history_to_messages(
     `user` → HumanMessage, `assistant` → AIMessage (its tool calls, and the chat
     id and assistant in `response_metadata`, so passing the list back to
     `invoke` continues the chat), `tool` → ToolMessage, `developer`/`system` →
-    SystemMessage. The last AIMessage carries the chat's token totals.
+    SystemMessage. Each message's `id` is Devic's message uid (feedback names
+    messages by it). The last AIMessage carries the chat's token totals.
     """
     out: list[BaseMessage] = []
     for item in _wire.view_messages(chat):
         if not isinstance(item, Mapping):
             continue
+        uid = item.get("uid")
+        ids: dict[str, Any] = {"id": uid} if isinstance(uid, str) and uid else {}
         role = item.get("role")
         text = _wire.message_text(item)
         if text is None:
@@ -971,11 +974,12 @@ def history_to_messages(
             data = content.get("data") if isinstance(content, Mapping) else None
             text = "" if data is None else json.dumps(data, ensure_ascii=False)
         if role == "user":
-            out.append(HumanMessage(text))
+            out.append(HumanMessage(text, **ids))
         elif role == "assistant":
             out.append(
                 AIMessage(
                     content=text,
+                    **ids,
                     tool_calls=_history_tool_calls(item),
                     response_metadata={
                         "chat_uuid": chat_uuid,
@@ -987,9 +991,11 @@ def history_to_messages(
                 )
             )
         elif role == "tool":
-            out.append(ToolMessage(text, tool_call_id=str(item.get("tool_call_id"))))
+            out.append(
+                ToolMessage(text, tool_call_id=str(item.get("tool_call_id")), **ids)
+            )
         elif role in {"developer", "system"}:
-            out.append(SystemMessage(text))
+            out.append(SystemMessage(text, **ids))
     totals = _wire.chat_totals(chat)
     last_reply = next((m for m in reversed(out) if isinstance(m, AIMessage)), None)
     if last_reply is not None:

@@ -9,14 +9,15 @@ by `scripts/unasync.py` (`_sync_chat.py`). Both are mixed into `ChatDevic`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from langchain_devic import _wire
+from langchain_devic import _surface_wire, _wire
 from langchain_devic._call import Call
 from langchain_devic._convert import (
     StopCutter,
@@ -163,7 +164,8 @@ class _SyncChatCalls(_Base):
 
         `user` → HumanMessage, `assistant` → AIMessage (with the chat id, so the
         next call continues this chat), `tool` → ToolMessage,
-        `developer`/`system` → SystemMessage.
+        `developer`/`system` → SystemMessage. Each message's `id` is Devic's
+        message uid: `submit_feedback` names a message by it.
         """
         chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
         chat = self.client.read_chat(self.assistant_id, chat_uuid)
@@ -188,3 +190,81 @@ class _SyncChatCalls(_Base):
         """
         chats = self.client.list_chats(self.assistant_id, {"limit": str(limit)})
         return chats[:limit]
+
+    # ------------------------------------------------------- Devic's surface
+
+    def list_assistants(self) -> list[dict[str, Any]]:
+        """The account's assistants.
+
+        Each is `{"assistant_id", "name", "description", "state", "model",
+        "provider"}` (a field Devic leaves out is `None`). A read: retried,
+        bounded by `timeout`.
+        """
+        return self.client.list_assistants()
+
+    def get_assistant(self, assistant_id: str | None = None) -> dict[str, Any]:
+        """One assistant (default: this model's own), as `list_assistants` gives it.
+
+        Raises:
+            DevicNotFoundError: Devic has no assistant of that id.
+        """
+        wanted = _wire.validate_assistant_id(
+            self.assistant_id if assistant_id is None else assistant_id
+        )
+        return self.client.get_assistant(wanted)
+
+    def search_chats(
+        self,
+        *,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        all_assistants: bool = False,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Devic's chat search: this assistant's chats (or every assistant's).
+
+        `tags`: chats carrying any of them (set with `request_tags`);
+        `created_after` / `created_before`: creation time bounds (inclusive).
+        Each chat is `{"chat_uuid", "name", "created_at", "updated_at"}`, as
+        `list_chats` gives it, newest first; `offset`/`limit` page.
+        """
+        if limit < 1 or offset < 0:
+            msg = f"limit must be >= 1 and offset >= 0, got {limit} and {offset}."
+            raise ValueError(msg)
+        filters = _surface_wire.search_body(
+            None if all_assistants else self.assistant_id,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        params = {"offset": str(offset), "limit": str(limit), "omitContent": "true"}
+        chats = self.client.search_chats(filters, params)
+        return chats[:limit]
+
+    def submit_feedback(
+        self,
+        chat_uuid: str,
+        message_id: str,
+        *,
+        positive: bool | None = None,
+        comment: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Tell Devic what you think of one message of a chat; Devic's entry.
+
+        `message_id` is the message's `id` as `load_chat` gives it. A second
+        feedback on the same message replaces the first. A write: sent again
+        only when Devic certainly did not take it.
+        """
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        body = _surface_wire.feedback_body(
+            message_id, positive=positive, comment=comment, data=data
+        )
+        return self.client.submit_feedback(self.assistant_id, chat_uuid, body)
+
+    def list_feedback(self, chat_uuid: str) -> list[dict[str, Any]]:
+        """The feedback entries of a chat, as Devic keeps them."""
+        chat_uuid = checked_chat_uuid(chat_uuid, "chat_uuid")
+        return self.client.list_feedback(self.assistant_id, chat_uuid)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from langchain_devic import _clock, _exchange, _retry, _runs, _wire
+from langchain_devic import _clock, _exchange, _retry, _runs, _surface_wire, _wire
 from langchain_devic._base_client import Parse, Settle, _BaseDevicClient
 from langchain_devic._settings import (
     SETTLE_SECONDS,
@@ -108,7 +108,7 @@ class DevicClient(_BaseDevicClient):
     ) -> _wire.RunStarted | _wire.DevicReply:
         """Start a platform run (`?async=true`); a server may answer it at once."""
         args = self._request_args(
-            assistant_id, message, chat_uuid, context, metadata, extra
+            assistant_id, message, chat_uuid, context, metadata, extra, platform=True
         )
         params = {"async": "true"}
         if extra and extra.get("skipSummarization") is True:
@@ -215,7 +215,7 @@ class DevicClient(_BaseDevicClient):
         except DevicError as error:
             if not self._outcome_unknown(error):
                 raise
-            url = _wire.run_url(self.base_url, assistant_id, chat_uuid, "realtime")
+            url = _wire.run_url(self.platform_url, assistant_id, chat_uuid, "realtime")
             view: dict[str, Any] | DevicError
             try:
                 raw = self.read(url, deadline=time.monotonic() + TOTALS_BUDGET)
@@ -268,6 +268,7 @@ class DevicClient(_BaseDevicClient):
         deadline: float | None = None,
         params: Mapping[str, str] | None = None,
         in_run: bool = False,
+        body: Mapping[str, Any] | None = None,
     ) -> bytes:
         """GET a body; failures that may pass are retried.
 
@@ -281,7 +282,7 @@ class DevicClient(_BaseDevicClient):
         attempt = 0
         while True:
             outcome: bytes | DevicError
-            request = self.http.build_request(**self._read_args(url, params))
+            request = self.http.build_request(**self._read_args(url, params, body))
             try:
                 answer = self._exchange(request, deadline)
                 outcome = answer.body if answer.is_success else self._api_error(answer)
@@ -300,15 +301,75 @@ class DevicClient(_BaseDevicClient):
         self, assistant_id: str, chat_uuid: str, *, deadline: float | None = None
     ) -> dict[str, Any]:
         """A chat's history, as Devic stores it."""
-        url = _wire.run_url(self.base_url, assistant_id, chat_uuid)
+        url = _wire.run_url(self.platform_url, assistant_id, chat_uuid)
         return _wire.parse_chat(self.read(url, deadline=deadline), secret=self._secret)
 
     def list_chats(
         self, assistant_id: str, params: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """The assistant's chats, newest first."""
-        url = _wire.chats_url(self.base_url, assistant_id)
+        url = _wire.chats_url(self.platform_url, assistant_id)
         return _wire.parse_chat_list(self.read(url, params=params), secret=self._secret)
+
+    # ------------------------------------------------------ assistants, feedback
+
+    def list_assistants(self) -> list[dict[str, Any]]:
+        """The account's assistants."""
+        url = _surface_wire.assistants_url(self.platform_url)
+        return _surface_wire.parse_assistant_list(self.read(url), secret=self._secret)
+
+    def get_assistant(self, assistant_id: str) -> dict[str, Any]:
+        """One assistant (`DevicNotFoundError` when Devic has none of that id)."""
+        url = _surface_wire.assistant_url(self.platform_url, assistant_id)
+        return _surface_wire.parse_assistant(self.read(url), secret=self._secret)
+
+    def search_chats(
+        self, filters: Mapping[str, Any], params: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """Devic's chat search: a POST that only reads, so retried as a read."""
+        url = _surface_wire.search_url(self.platform_url)
+        raw = self.read(url, params=params, body=filters)
+        return _wire.parse_chat_list(raw, secret=self._secret)
+
+    def list_feedback(self, assistant_id: str, chat_uuid: str) -> list[dict[str, Any]]:
+        """A chat's feedback entries."""
+        url = _surface_wire.feedback_url(self.platform_url, assistant_id, chat_uuid)
+        return _surface_wire.parse_feedback_list(self.read(url), secret=self._secret)
+
+    def submit_feedback(
+        self, assistant_id: str, chat_uuid: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Post one feedback entry: a write, never sent again once it may be in."""
+        url = _surface_wire.feedback_url(self.platform_url, assistant_id, chat_uuid)
+        raw = self.post(url, body, what="feedback")
+        return _surface_wire.parse_feedback_entry(raw, secret=self._secret)
+
+    def post(self, url: str, body: Mapping[str, Any], *, what: str) -> bytes:
+        """POST a write that is not a turn; its answer's body.
+
+        Retried only when Devic certainly did not take it (no connection, a
+        429, a 503, ...); a failure after the request was written is raised
+        at once, saying the write may be in.
+        """
+        request = self.http.build_request(**self._post_args(url, body))
+        attempt = 0
+        while True:
+            outcome: bytes | DevicError
+            try:
+                answer = self._exchange(request, self._exchange_deadline())
+                outcome = answer.body if answer.is_success else self._api_error(answer)
+            except _exchange.Failure as failure:
+                outcome = self._write_error(failure, None)
+            if isinstance(outcome, bytes):
+                return outcome
+            if self._outcome_unknown(outcome):
+                raise self._unsent_write(outcome, what)
+            wait = _retry.next_wait(outcome, attempt, self.max_retries)
+            if wait is None:
+                raise outcome
+            self._log_attempt(attempt, wait, outcome)
+            _clock.sleep(wait)
+            attempt += 1
 
     # ---------------------------------------------------------------- following
 
@@ -374,7 +435,7 @@ class DevicClient(_BaseDevicClient):
             finally:
                 streamed.close()
         chat = tracker.chat_uuid
-        url = _wire.run_url(self.base_url, assistant_id, chat, "realtime")
+        url = _wire.run_url(self.platform_url, assistant_id, chat, "realtime")
         while True:
             if time.monotonic() >= deadline:
                 raise self._deadline_passed(tracker)
@@ -387,7 +448,9 @@ class DevicClient(_BaseDevicClient):
     def _streamed_views(
         self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
     ) -> Generator[dict[str, Any], None, None]:
-        url = _wire.run_url(self.base_url, assistant_id, tracker.chat_uuid, "stream")
+        url = _wire.run_url(
+            self.platform_url, assistant_id, tracker.chat_uuid, "stream"
+        )
         request = self.http.build_request(**self._stream_args(url))
         error: DevicError | None = None
         try:

@@ -153,7 +153,10 @@ class _ChatCore(BaseChatModel):
     )
     """API root (`DEVIC_BASE_URL`, default `https://api.devic.ai/v1`). Requests go to
     `{base_url}/assistants/{assistant_id}/messages`; plain `http://` is refused
-    unless the host is loopback (the emulator)."""
+    unless the host is loopback (the emulator). With the default, everything
+    but the one call (runs, chats, assistants, search, feedback) goes to
+    `https://api.devic.ai/api/v1`, where Devic serves it; a base URL that is
+    set is used as given for every route."""
 
     timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT
     """Seconds to wait for a reply (default 120: assistants run tools). A float is

@@ -326,7 +326,8 @@ class DevicAssistantTool(_SyncToolCalls, _AsyncToolCalls, _ToolCore):
         settings of `chat_model`. `fields` are the tool's other fields
         (`store`, `lock`, ...).
         """
-        from langchain_devic.toolkit import assistant_tool  # noqa: PLC0415 - cycle
+        # Imported here: the toolkit module imports this one.
+        from langchain_devic.toolkit import assistant_tool
 
         assistant = chat_model.get_assistant(assistant_id)
         return assistant_tool(chat_model, assistant, **fields)

@@ -32,6 +32,7 @@ EXPECTED_ALL = {
     "DevicLockTimeoutError",
     "DevicStoreError",
     "DevicTimeoutError",
+    "DevicToolkit",
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",
     "__version__",
