@@ -9,12 +9,16 @@ checker (a field alias, a field built by a validator) fails CI.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
 import httpx
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.stores import InMemoryStore
+from langchain_core.tools import BaseTool
 
-from langchain_devic import ChatDevic, DevicAssistantTool, DevicError
+from langchain_devic import ChatDevic, DevicAssistantTool, DevicError, DevicToolkit
 
 
 def chat_models() -> list[ChatDevic]:
@@ -143,3 +147,75 @@ def client_tools(model: ChatDevic) -> object:
         {"title": "Ticket", "type": "object", "properties": {}}, include_raw=True
     )
     return names, structured.invoke("I cannot log in.")
+
+
+def surface(model: ChatDevic) -> object:
+    """Devic's message options, files, assistants, toolkit, search, feedback."""
+    options = ChatDevic(
+        model="a",
+        tenant_id="acme",
+        subtenant_id="acme-eu",
+        user_name="Ada",
+        request_tags=["web"],
+        enabled_tools=["search"],
+        skip_summarization=True,
+        llm_provider="openai",
+        llm_model="gpt-4.1-mini",
+        history="native",
+    )
+    per_call: AIMessage = options.invoke(
+        "hi", tenant_id="globex", request_tags=["vip"], llm_model="m"
+    )
+    with_file: AIMessage = model.invoke(
+        [
+            HumanMessage(
+                content=[
+                    {"type": "text", "text": "Read this."},
+                    {"type": "file", "url": "https://files.example.com/a.pdf"},
+                ]
+            )
+        ]
+    )
+    assistants: list[dict[str, Any]] = model.list_assistants()
+    own: dict[str, Any] = model.get_assistant()
+    other: dict[str, Any] = model.get_assistant("billing")
+    tools: list[BaseTool] = DevicToolkit(chat_model=model).get_tools()
+    chosen = DevicToolkit(chat_model=model, assistant_ids=["billing"]).get_tools()
+    one: DevicAssistantTool = DevicAssistantTool.from_assistant(
+        "billing", chat_model=model
+    )
+    found: list[dict[str, Any]] = model.search_chats(
+        tags=["web"],
+        created_after=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        created_before=datetime(2026, 12, 31, tzinfo=timezone.utc),
+        all_assistants=True,
+        limit=10,
+        offset=0,
+    )
+    entry: dict[str, Any] = model.submit_feedback(
+        "chat", "m1", positive=True, comment="Good.", data={"score": 5}
+    )
+    entries: list[dict[str, Any]] = model.list_feedback("chat")
+    return (
+        per_call,
+        with_file,
+        assistants,
+        own,
+        other,
+        tools,
+        chosen,
+        one,
+        found,
+        entry,
+        entries,
+    )
+
+
+async def async_surface(model: ChatDevic) -> object:
+    """The async twins of the surface."""
+    assistants: list[dict[str, Any]] = await model.alist_assistants()
+    own: dict[str, Any] = await model.aget_assistant()
+    found: list[dict[str, Any]] = await model.asearch_chats(tags=["web"])
+    entry: dict[str, Any] = await model.asubmit_feedback("chat", "m1", positive=False)
+    entries: list[dict[str, Any]] = await model.alist_feedback("chat")
+    return assistants, own, found, entry, entries
