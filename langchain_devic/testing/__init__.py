@@ -50,7 +50,13 @@ them imports the client they judge.
 
 from __future__ import annotations
 
-from langchain_devic.testing._agents import AGENT_STATES, AgentScript, AgentStep
+from langchain_devic.testing._agents import (
+    AGENT_STATES,
+    READY_AGENTS,
+    AgentScript,
+    AgentStep,
+    ReadyAgent,
+)
 from langchain_devic.testing._core import (
     DEFAULT_API_KEY,
     Conversation,
@@ -80,6 +86,7 @@ from langchain_devic.testing._transport import EmulatorTransport
 __all__ = [
     "AGENT_STATES",
     "DEFAULT_API_KEY",
+    "READY_AGENTS",
     "READY_ASSISTANTS",
     "AgentScript",
     "AgentStep",
@@ -96,6 +103,7 @@ __all__ = [
     "HandOff",
     "LimitExceeded",
     "Pause",
+    "ReadyAgent",
     "ReadyAssistant",
     "RecordedRequest",
     "ReplyFn",

@@ -8,7 +8,10 @@ emulator built in-process, `DevicEmulator()`, keeps the fixed test key
 `DEFAULT_API_KEY` unless given another.) With
 `--dialect platform` it serves Devic's platform API: message lists, `?async=true`
 runs, the realtime view, the SSE stream (unless `--no-sse`), stop, the chat
-history and the chat list.
+history and the chat list. The agents' routes serve the ready agents
+(`READY_AGENTS`: one completes with tasks, one pauses for approval, one hands
+off, one pauses, one fails, one hits a usage limit), one step every
+`--agent-step-seconds`.
 
 Other processes (a test's workers, a notebook) can read what it received:
 `--log FILE` keeps the request log there as JSON lines, and
@@ -28,7 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from langchain_devic.testing import READY_ASSISTANTS, DevicEmulator, EmulatorServer
+from langchain_devic.testing import (
+    READY_AGENTS,
+    READY_ASSISTANTS,
+    DevicEmulator,
+    EmulatorServer,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         "ready assistants; another id is 404, as on Devic)",
     )
     parser.add_argument(
+        "--agent-step-seconds",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds each step of a ready agent's thread takes (default: 1)",
+    )
+    parser.add_argument(
         "--realtime-ttl",
         type=float,
         default=3600.0,
@@ -124,6 +139,12 @@ def _banner(server: EmulatorServer, dialect: str, accept_any: bool) -> str:
         f"    {name:<{width}}  {ready.description}"
         for name, ready in READY_ASSISTANTS.items()
     ]
+    lines.append("  Agents (devic agents …; others are 404):")
+    width = max(len(name) for name in READY_AGENTS)
+    lines += [
+        f"    {name:<{width}}  {ready.description}"
+        for name, ready in READY_AGENTS.items()
+    ]
     return "\n".join(lines)
 
 
@@ -133,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.latency < 0:
         parser.error("--latency must be >= 0")
+    if args.agent_step_seconds < 0:
+        parser.error("--agent-step-seconds must be >= 0")
     if args.realtime_ttl <= 0:
         parser.error("--realtime-ttl must be > 0")
     if not 0 <= args.port <= 65535:
@@ -155,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for name, ready in READY_ASSISTANTS.items():
         emulator.add_assistant(name, ready.reply, {"description": ready.description})
+    for name, agent in READY_AGENTS.items():
+        emulator.add_agent(name, agent.script, {"description": agent.description})
+    emulator.agent_step_seconds = args.agent_step_seconds
     emulator.latency = args.latency
     try:
         server = EmulatorServer(

@@ -10,7 +10,8 @@ state, under `{prefix}/agents` (every prefix the assistants are served under):
   "total"}`, filtered by `state`, `tags` (comma-separated: a thread matches when
   it has any of them), `dateOrder`, paged by `offset`/`limit`, `omitContent`);
 - `GET {prefix}/agents/threads/{thread}[?withTasks=true]` reads a thread
-  (`AgentThreadDto`), `PATCH` changes its `name`/`metadata`/`tags`;
+  (`AgentThreadDto`; its `tasks` only with `withTasks=true`), `PATCH` changes
+  its `name`/`metadata`/`tags`;
 - `POST …/threads/{thread}/approval` `{action: "approved"|"rejected",
   message?, retry?}` answers an approval pause (any other action rejects, as
   on Devic; 409 when the thread does not wait for one), `…/pause`,
@@ -46,7 +47,14 @@ from langchain_devic.testing._render import Answer
 from langchain_devic.testing._routes import flag, paging
 from langchain_devic.testing._state import State
 
-__all__ = ["AGENT_STATES", "AgentScript", "AgentStep", "Agents"]
+__all__ = [
+    "AGENT_STATES",
+    "READY_AGENTS",
+    "AgentScript",
+    "AgentStep",
+    "Agents",
+    "ReadyAgent",
+]
 
 #: Every state of an agent thread (Devic's `AgentThreadState`).
 AGENT_STATES = (
@@ -147,6 +155,69 @@ def default_script(message: str) -> list[AgentStep]:
         AgentStep.task("Do the work"),
         AgentStep.say(f"Done: {message}"),
     ]
+
+
+@dataclass(frozen=True)
+class ReadyAgent:
+    """A ready agent of the command line: what it does, and its script."""
+
+    description: str
+    script: AgentScript | None = None
+
+
+def _approver(message: str) -> list[AgentStep]:
+    return [
+        AgentStep.task("Draft the plan"),
+        AgentStep.approval(
+            "Send the plan to the customer?", f"Plan drafted for: {message}"
+        ),
+        AgentStep.task("Send the plan"),
+        AgentStep.say(f"Plan sent: {message}"),
+    ]
+
+
+def _researcher(message: str) -> list[AgentStep]:
+    return [
+        AgentStep.task("Collect sources"),
+        AgentStep.task("Compare them"),
+        AgentStep.task("Write the summary"),
+        AgentStep.say(f"Summary of: {message}"),
+    ]
+
+
+def _delegator(message: str) -> list[AgentStep]:
+    return [
+        AgentStep.task("Split the work"),
+        AgentStep.hand_off("researcher"),
+        AgentStep.say(f"Delegated and done: {message}"),
+    ]
+
+
+#: The command line's agents, by id (`python -m langchain_devic.testing`).
+READY_AGENTS: Mapping[str, ReadyAgent] = {
+    "researcher": ReadyAgent("completes three tasks, then answers", _researcher),
+    "approver": ReadyAgent(
+        "drafts a plan, pauses for approval, then sends it", _approver
+    ),
+    "delegator": ReadyAgent(
+        "hands off to the researcher agent, then answers", _delegator
+    ),
+    "patient": ReadyAgent(
+        "pauses 3 s (pausedUntil), then answers",
+        [AgentStep.pause(3.0), AgentStep.say("Resumed after the pause.")],
+    ),
+    "failing-agent": ReadyAgent(
+        "completes a task, then fails",
+        [
+            AgentStep.task("Try the job"),
+            AgentStep.end("failed", "The agent failed on purpose"),
+        ],
+    ),
+    "limited-agent": ReadyAgent(
+        "ends in limit_exceeded (resets in 60 s)",
+        [AgentStep.end("limit_exceeded", "Usage limit reached", resets_in=60.0)],
+    ),
+}
 
 
 @dataclass
@@ -391,7 +462,8 @@ class Agents(State):
                 continue
             if now < thread.next_at:
                 return
-            thread.next_at = now + self.agent_step_seconds
+            # Every step due since the last read plays now, each at its time.
+            thread.next_at += self.agent_step_seconds
             if state == "queued":
                 thread.move("processing")
                 continue
@@ -575,7 +647,7 @@ class Agents(State):
                 if isinstance(fields.get("metadata"), dict):
                     thread.metadata = dict(fields["metadata"])
                 thread.edited_ms = now_ms()
-            return self._ok(200, thread.dto(tasks=True))
+            return self._ok(200, thread.dto(tasks=flag(record.query, "withTasks")))
 
     def _answer_thread_action(self, record: RecordedRequest) -> Answer:
         """`…/agents/threads/{thread}/<action>`: approval, pause, resume, etc."""
@@ -606,6 +678,8 @@ class Agents(State):
                 thread.next_at = time.monotonic()
             elif action == "complete":
                 state = payload.get("state")
+                # Devic's CLI documents the states in capitals (`COMPLETED`).
+                state = state.lower() if isinstance(state, str) else state
                 if state not in AGENT_STATES:
                     return self._refusal(
                         400, f"'state' must be one of {AGENT_STATES}", "BAD_REQUEST"
