@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -337,14 +338,24 @@ def agent_profile(
 class Agents(State):
     """The agent routes' handlers and the scripted threads behind them."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: Seconds each step of a script takes (read whenever a thread is read).
-        self.agent_step_seconds: float = 0.05
-        self._agent_scripts: dict[str, AgentScript | None] = {}
-        self._agent_profiles: dict[str, dict[str, Any]] = {}
-        self._agent_threads: dict[str, AgentThread] = {}
-        self._agent_counter = 0
+    # No `__init__` here: the emulator's signature stays `State`'s (the API
+    # pages read it). The agents' tables are made on first use, under the lock.
+
+    #: Seconds each step of a script takes (read whenever a thread is read).
+    agent_step_seconds: float = 0.05
+    _agent_counter: int = 0
+
+    @cached_property
+    def _agent_scripts(self) -> dict[str, AgentScript | None]:
+        return {}
+
+    @cached_property
+    def _agent_profiles(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    @cached_property
+    def _agent_threads(self) -> dict[str, AgentThread]:
+        return {}
 
     # ----------------------------------------------------------- configuration
 

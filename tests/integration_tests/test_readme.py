@@ -25,7 +25,7 @@ from langchain_core.language_models import BaseChatModel
 
 import langchain_devic
 from langchain_devic import ChatDevic
-from langchain_devic.testing import DevicEmulator
+from langchain_devic.testing import AgentStep, DevicEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -120,6 +120,18 @@ def anchors(path: Path) -> set[str]:
 def devic_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[DevicEmulator]:
     """An emulator on loopback, and the environment ChatDevic reads pointing at it."""
     emulator = DevicEmulator(api_key=KEY)
+    # The Devic agent of docs/devic-agents.md: a plan, an approval, the send.
+    emulator.agent_step_seconds = 0.01
+    emulator.add_agent(
+        "launch-planner",
+        [
+            AgentStep.task("Draft the plan"),
+            AgentStep.approval("Send the plan?", "The plan is drafted."),
+            AgentStep.task("Send the plan"),
+            AgentStep.say("The plan was sent."),
+        ],
+        {"name": "Launch planner", "description": "Plans product launches."},
+    )
     with emulator.serve() as server:
         monkeypatch.setenv("DEVIC_API_KEY", KEY)
         monkeypatch.setenv("DEVIC_BASE_URL", server.base_url)
@@ -186,8 +198,13 @@ def test_readme_is_short_and_offline_first() -> None:
 
 def test_docs_document_every_error_and_field() -> None:
     errors_page = (DOCS / "errors.md").read_text(encoding="utf-8")
-    errors = [name for name in langchain_devic.__all__ if name.startswith("Devic")]
-    errors.remove("DevicAssistantTool")
+    errors = [
+        name
+        for name in langchain_devic.__all__
+        if isinstance(value := getattr(langchain_devic, name), type)
+        and issubclass(value, Exception)
+    ]
+    assert "DevicError" in errors
     for name in errors:
         assert f"| `{name}`" in errors_page, f"{name} is missing from the error table"
     # ChatDevic's own fields (and `cache`, whose default it changes).
