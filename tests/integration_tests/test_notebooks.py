@@ -29,10 +29,19 @@ NAMES = [
     "chat_devic.ipynb",
     "chat_devic_tools.ipynb",
     "devic_assistant_tool.ipynb",
+    "devic_agents.ipynb",
 ]
 CELL_TIMEOUT = 120
 #: LangChain's integration-doc order; each notebook's level-2 headings follow it.
 SECTION_ORDER = {
+    "devic_agents.ipynb": [
+        "Overview",
+        "Setup",
+        "Instantiation",
+        "Invocation",
+        "Use within an agent",
+        "API reference",
+    ],
     "chat_devic.ipynb": [
         "Overview",
         "Setup",
