@@ -8,11 +8,9 @@ decisions are `_base_client`'s and `_retry`'s.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -25,13 +23,14 @@ from langchain_devic._settings import (
     TOTALS_BUDGET,
     ClientSettings,
 )
+from langchain_devic._sync_follow import _SyncRunFollowing
 from langchain_devic._transports import build_sync_http
 from langchain_devic.errors import DevicError
 
 logger = logging.getLogger("langchain_devic")
 
 
-class DevicClient(_BaseDevicClient):
+class DevicClient(_SyncRunFollowing, _BaseDevicClient):
     """Devic client with one reusable connection pool."""
 
     def __init__(
@@ -370,123 +369,6 @@ class DevicClient(_BaseDevicClient):
             self._log_attempt(attempt, wait, outcome)
             _clock.sleep(wait)
             attempt += 1
-
-    # ---------------------------------------------------------------- following
-
-    def follow_run(
-        self,
-        assistant_id: str,
-        tracker: _runs.RunTracker,
-        deadline: float | None = None,
-    ) -> Iterator[_runs.Observation]:
-        """Each observation of the run until it ends, by `deadline` at the latest.
-
-        If the caller stops following (an interrupt, a cancellation, a stream
-        closed early) Devic is asked once to stop the run.
-        """
-        if deadline is None:
-            deadline = time.monotonic() + self.run_timeout
-        try:
-            for observation in self._follow(assistant_id, tracker, deadline):
-                yield observation
-        except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
-            self.stop_run(assistant_id, tracker.chat_uuid)
-            raise
-
-    def _follow(
-        self,
-        assistant_id: str,
-        tracker: _runs.RunTracker,
-        deadline: float,
-        *,
-        sse: bool = True,
-    ) -> Iterator[_runs.Observation]:
-        """The one follow loop: views by stream or by polling, judged alike."""
-        schedule = _runs.PollSchedule(self.poll_interval, self.max_poll_interval)
-        views = self._views(assistant_id, tracker, deadline, sse=sse)
-        try:
-            for view, polled in views:
-                observation = tracker.observe(view)
-                if observation.error is not None:
-                    raise observation.error
-                yield observation
-                if observation.done:
-                    return
-                if polled:
-                    wait = schedule.next_wait(observation)
-                    _clock.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-        finally:
-            views.close()
-
-    def _views(
-        self,
-        assistant_id: str,
-        tracker: _runs.RunTracker,
-        deadline: float,
-        *,
-        sse: bool,
-    ) -> Generator[tuple[dict[str, Any], bool], None, None]:
-        """Realtime views with a status: from the stream, then from polling."""
-        if sse and self.capabilities.sse:
-            streamed = self._streamed_views(assistant_id, tracker, deadline)
-            try:
-                for view in streamed:
-                    yield view, False
-            finally:
-                streamed.close()
-        chat = tracker.chat_uuid
-        url = _wire.run_url(self.platform_url, assistant_id, chat, "realtime")
-        while True:
-            if time.monotonic() >= deadline:
-                raise self._deadline_passed(tracker)
-            try:
-                body = self.read(url, deadline=deadline, in_run=True)
-            except DevicError as error:
-                raise self._follow_error(error, tracker, deadline) from None
-            yield _wire.parse_view(body, secret=self._secret), True
-
-    def _streamed_views(
-        self, assistant_id: str, tracker: _runs.RunTracker, deadline: float
-    ) -> Generator[dict[str, Any], None, None]:
-        url = _wire.run_url(
-            self.platform_url, assistant_id, tracker.chat_uuid, "stream"
-        )
-        request = self.http.build_request(**self._stream_args(url))
-        error: DevicError | None = None
-        try:
-            with _exchange.open_stream(
-                self.http,
-                request,
-                deadline=deadline,
-                cap=self.max_response_bytes,
-                secret=self._secret,
-            ) as stream:
-                if not self._is_event_stream(stream.status_code, stream.headers):
-                    return
-                decoder = _wire.SSEDecoder()
-                view: dict[str, Any] = {}
-                for line in stream.lines:
-                    event = decoder.feed(line)
-                    if event is not None:
-                        view = _wire.apply_event(view, event)
-                        if "status" in view:
-                            yield view
-        except _exchange.Failure as failure:
-            error = self._stream_gave_out(failure, tracker)
-        if error is not None:
-            raise error
-
-    def wait_idle(self, assistant_id: str, chat_uuid: str, deadline: float) -> None:
-        """Read the chat until its current run ends (or waits for a client).
-
-        Only reads, so it never disturbs the run. It gives up quietly at
-        `deadline`, when the run fails or the chat cannot be read: the caller's
-        next write finds out how the chat stands.
-        """
-        tracker = _runs.RunTracker(chat_uuid)
-        with contextlib.suppress(DevicError):
-            for _ in self._follow(assistant_id, tracker, deadline, sse=False):
-                pass
 
     def chat_totals(self, assistant_id: str, chat_uuid: str) -> tuple[int, int] | None:
         """The chat's token totals so far, or `None` if the history cannot say.

@@ -27,6 +27,7 @@ FILES = {
     PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
     PACKAGE / "_async_tool.py": PACKAGE / "_sync_tool.py",
     PACKAGE / "_async_chat.py": PACKAGE / "_sync_chat.py",
+    PACKAGE / "_async_follow.py": PACKAGE / "_sync_follow.py",
     PACKAGE / "_async_agents.py": PACKAGE / "_sync_agents.py",
     PACKAGE / "_async_agent_calls.py": PACKAGE / "_sync_agent_calls.py",
 }
@@ -48,6 +49,8 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b_clock\.asleep\b", "_clock.sleep"),
     (r"\bASettle\b", "Settle"),
     (r"\b_AsyncToolCalls\b", "_SyncToolCalls"),
+    (r"\b_AsyncRunFollowing\b", "_SyncRunFollowing"),
+    (r"\blangchain_devic\._async_follow\b", "langchain_devic._sync_follow"),
     (r"\bAsyncCallbackManagerForToolRun\b", "CallbackManagerForToolRun"),
     (r"\b_AsyncChatCalls\b", "_SyncChatCalls"),
     (r"\bAsyncCallbackManagerForLLMRun\b", "CallbackManagerForLLMRun"),

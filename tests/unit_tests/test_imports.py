@@ -36,6 +36,9 @@ EXPECTED_ALL = {
     "FATAL_ERRORS",
     "RETRYABLE_ERRORS",
     "__version__",
+    "DevicAgentTool",
+    "DevicApprovalRequired",
+    "DevicLockError",
 }
 
 

@@ -283,7 +283,9 @@ def test_every_error_type_hides_the_key_even_when_the_server_echoes_it(
     # Every class of the error tree was raised (DevicError only as their base;
     # a connect timeout has no emulator fault, test_client covers it; a run
     # error comes from a platform run, test_platform_model covers it; the
-    # tool's store and lock errors come from the tool, test_workers covers them).
+    # tool's store and lock errors come from the tool, test_workers and
+    # test_continuity cover them; an agent's approval comes from DevicAgentTool,
+    # test_agents covers it).
     raised_types = {type(e) for e in raised}
     tree = {
         cls for name in errors.__all__ if isinstance(cls := getattr(errors, name), type)
@@ -293,6 +295,8 @@ def test_every_error_type_hides_the_key_even_when_the_server_echoes_it(
         DevicRunError,
         errors.DevicStoreError,
         errors.DevicLockTimeoutError,
+        errors.DevicLockError,
+        errors.DevicApprovalRequired,
     }
     assert raised_types == tree
     redirect = next(e for e in raised if getattr(e, "status_code", 0) == 307)

@@ -72,6 +72,10 @@ SYNC_NAMES = {
     "AsyncConnection": "Connection",
     "asend": "send",
     "_astarted": "_started",
+    "_averify": "_verify",
+    "AsyncHeldLock": "HeldLock",
+    "AsyncExitStack": "ExitStack",
+    "enter_async_context": "enter_context",
     "aopen_stream": "open_stream",
     "ASettle": "Settle",
 }
