@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_devic import _runs
-from langchain_devic._convert import DevicRequest
+from langchain_devic._convert import CALL_KWARGS, DevicRequest
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,42 @@ class Call:
             client_tools=bool(self.tools),
             answered=self.request.answered,
         )
+
+
+def check_call_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse, before any request, a keyword argument ChatDevic does not take."""
+    if not kwargs:
+        return
+    unknown = sorted(
+        k
+        for k in kwargs
+        if k not in CALL_KWARGS and k != "stream" and not k.startswith("ls_")
+    )
+    if unknown:
+        msg = (
+            f"ChatDevic got unexpected keyword argument(s) {unknown}; "
+            f"it accepts {sorted(CALL_KWARGS)}."
+        )
+        raise TypeError(msg)
+
+
+def check_tool_results(request: DevicRequest, tools: list[dict[str, Any]]) -> None:
+    """Refuse tool results sent without the tools: Devic would go on without them."""
+    if request.tool_responses and not tools:
+        ids = ", ".join(sorted(request.answered))
+        msg = (
+            f"These ToolMessages answer tool calls ({ids}) of chat "
+            f"{request.chat_uuid}, but this call has no tools bound: Devic would "
+            "go on without your tools for the rest of the turn. Send the results "
+            "with the model the tools were bound to (model.bind_tools([...]))."
+        )
+        raise ValueError(msg)
+
+
+def check_resume(request: DevicRequest, kwargs: Mapping[str, Any]) -> bool:
+    """Whether the call follows a turn already sent (which needs its chat)."""
+    resume = bool(kwargs.get("resume"))
+    if resume and request.chat_uuid is None:
+        msg = "resume=True follows a turn already sent: pass its chat_uuid."
+        raise ValueError(msg)
+    return resume
