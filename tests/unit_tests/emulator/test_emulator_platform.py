@@ -34,7 +34,7 @@ from langchain_devic.testing import (
     Write,
 )
 from langchain_devic.testing._script import split_text
-from tests.unit_tests.test_emulator import served_cli
+from tests.unit_tests.emulator.test_emulator import served_cli
 
 API_KEY = "sk-platform-SECRET-42"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

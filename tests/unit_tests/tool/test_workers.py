@@ -432,7 +432,7 @@ def test_langgraph_and_psycopg_stay_optional_at_import() -> None:
 def planner_agent(tool: DevicAssistantTool, store: Any) -> Any:
     from langchain.agents import create_agent
 
-    from tests.unit_tests.test_agent import ScriptedPlanner
+    from tests.unit_tests.tool.test_agent import ScriptedPlanner
 
     return create_agent(
         ScriptedPlanner(), [tool], checkpointer=InMemorySaver(), store=store

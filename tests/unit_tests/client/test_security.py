@@ -65,7 +65,7 @@ KEY = "dvc_live_SECRET-7f3a9c1e55b04d2e"
 KEY_CORE = "7f3a9c1e55b04d2e"
 ASSISTANT = "security-assistant"
 BASE_URL = "http://127.0.0.1/v1"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOOPBACK = pytest.mark.allow_hosts(["127.0.0.1"])
 #: A malicious answer must be settled in well under this many seconds.
 HANG_BUDGET = 5.0

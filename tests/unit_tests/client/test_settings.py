@@ -18,7 +18,7 @@ from langchain_devic import ChatDevic
 from langchain_devic._settings import ClientSettings
 from langchain_devic.tools import _CHAT_MODEL_FIELDS
 
-CONFIG_PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+CONFIG_PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 SETTINGS = [f for f in dataclasses.fields(ClientSettings) if f.name != "api_key"]
 
 

@@ -31,7 +31,7 @@ from langchain_devic._stores import (
 )
 from langchain_devic.testing import DevicEmulator
 from tests.unit_tests.conftest import API_KEY, ASSISTANT
-from tests.unit_tests.test_workers import (
+from tests.unit_tests.tool.test_workers import (
     call,
     make_tool,
     reply,
@@ -55,7 +55,7 @@ def platform() -> DevicEmulator:
 def agent(tool: DevicAssistantTool, checkpointer: Any, store: Any = None) -> Any:
     from langchain.agents import create_agent
 
-    from tests.unit_tests.test_agent import ScriptedPlanner
+    from tests.unit_tests.tool.test_agent import ScriptedPlanner
 
     return create_agent(
         ScriptedPlanner(), [tool], checkpointer=checkpointer, store=store
@@ -346,7 +346,7 @@ def test_a_chat_changed_under_the_call_is_not_overwritten(
 class ForgetfulStore(GraphMemoryStore):
     """A LangGraph store that finds nothing it wrote (like SQL_ASCII PostgreSQL)."""
 
-    __module__ = "tests.unit_tests.test_continuity"
+    __module__ = "tests.unit_tests.tool.test_continuity"
 
     def batch(self, ops: Any) -> list[Any]:
         results = super().batch(ops)
