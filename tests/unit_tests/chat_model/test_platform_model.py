@@ -290,6 +290,7 @@ async def test_progress_reaches_handlers_when_langgraph_streams_messages(
 ) -> None:
     """LangGraph's "messages" mode makes an invoked model stream without lending
     its run manager: the progress still reaches the run's handlers."""
+    from langchain_core.runnables import RunnableConfig
     from langgraph.graph import END, START, MessagesState, StateGraph
 
     worker = model(emulator, "worker", run_mode="async")
@@ -297,8 +298,9 @@ async def test_progress_reaches_handlers_when_langgraph_streams_messages(
     def call(state: MessagesState) -> dict[str, Any]:
         return {"messages": [worker.invoke(state["messages"])]}
 
-    async def acall(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [await worker.ainvoke(state["messages"])]}
+    async def acall(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        # Before Python 3.11 an async node must hand its config on itself.
+        return {"messages": [await worker.ainvoke(state["messages"], config)]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("model", acall if use_async else call)
