@@ -154,7 +154,7 @@ async def _awrite(
         )
         outcome: Any
         try:
-            answer = await client._exchange(request, client._exchange_deadline())
+            answer = await client._exchange(request, client._write_deadline())
             if answer.is_success:
                 return parse(answer.body, client._secret) if answer.body else None
             outcome = client._api_error(answer)

@@ -184,9 +184,7 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
         while True:
             outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                answer = await self._exchange(
-                    request, self._exchange_deadline(deadline)
-                )
+                answer = await self._exchange(request, self._write_deadline(deadline))
                 outcome = self._reply_or_error(answer, chat_uuid, parse)
             except _exchange.Failure as failure:
                 outcome = self._write_error(failure, chat_uuid)
@@ -386,7 +384,7 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
         while True:
             outcome: bytes | DevicError
             try:
-                answer = await self._exchange(request, self._exchange_deadline())
+                answer = await self._exchange(request, self._write_deadline())
                 outcome = answer.body if answer.is_success else self._api_error(answer)
             except _exchange.Failure as failure:
                 outcome = self._write_error(failure, None)

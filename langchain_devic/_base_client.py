@@ -95,8 +95,18 @@ class _BaseDevicClient:
         return read if read is not None else self.run_timeout
 
     def _exchange_deadline(self, deadline: float | None = None) -> float:
-        """The deadline of one exchange: `timeout` from now, within `deadline`."""
+        """The deadline of one read: `timeout` from now, within `deadline`."""
         own = time.monotonic() + self._exchange_seconds
+        return own if deadline is None else min(own, deadline)
+
+    def _write_deadline(self, deadline: float | None = None) -> float:
+        """The deadline of one write: its connect budget plus `timeout`.
+
+        Each socket read of the answer still waits `timeout` at most; the
+        whole exchange (a trickled answer included) ends by this deadline.
+        """
+        connect = self.timeout.connect or 0.0
+        own = time.monotonic() + self._exchange_seconds + connect
         return own if deadline is None else min(own, deadline)
 
     def _request_args(

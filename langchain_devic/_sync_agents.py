@@ -152,7 +152,7 @@ def _write(
         )
         outcome: Any
         try:
-            answer = client._exchange(request, client._exchange_deadline())
+            answer = client._exchange(request, client._write_deadline())
             if answer.is_success:
                 return parse(answer.body, client._secret) if answer.body else None
             outcome = client._api_error(answer)

@@ -165,7 +165,7 @@ class DevicClient(_SyncRunFollowing, _BaseDevicClient):
         while True:
             outcome: _wire.DevicReply | _wire.RunStarted | DevicError
             try:
-                answer = self._exchange(request, self._exchange_deadline(deadline))
+                answer = self._exchange(request, self._write_deadline(deadline))
                 outcome = self._reply_or_error(answer, chat_uuid, parse)
             except _exchange.Failure as failure:
                 outcome = self._write_error(failure, chat_uuid)
@@ -355,7 +355,7 @@ class DevicClient(_SyncRunFollowing, _BaseDevicClient):
         while True:
             outcome: bytes | DevicError
             try:
-                answer = self._exchange(request, self._exchange_deadline())
+                answer = self._exchange(request, self._write_deadline())
                 outcome = answer.body if answer.is_success else self._api_error(answer)
             except _exchange.Failure as failure:
                 outcome = self._write_error(failure, None)
