@@ -47,8 +47,9 @@ class TestChatDevicIntegration(DevicCapabilities, ChatModelIntegrationTests):
     @pytest.mark.xfail(
         reason=(
             "The standard test forces a call with tool_choice='any', which Devic "
-            "cannot honour, so bind_tools refuses it with ValueError as DESIGN "
-            "says. The same Chinese and Japanese arguments without tool_choice: "
+            "cannot honour, so bind_tools refuses it with ValueError "
+            "(see docs/tools.md). The same Chinese and Japanese arguments "
+            "without tool_choice: "
             "test_tool_calling.py::test_unicode_arguments_arrive_unescaped."
         ),
         raises=ValueError,
@@ -61,7 +62,7 @@ class TestChatDevicIntegration(DevicCapabilities, ChatModelIntegrationTests):
         reason=(
             "The standard test binds with tool_choice='any', which Devic cannot "
             "honour (the assistant decides whether to call a tool), so bind_tools "
-            "refuses it with ValueError as DESIGN says. Few-shot tool histories "
+            "refuses it with ValueError (see docs/tools.md). Few-shot tool histories "
             "without tool_choice are test_tool_message_histories_* here."
         ),
         raises=ValueError,

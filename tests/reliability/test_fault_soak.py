@@ -8,7 +8,7 @@ policy answers ~15 % of requests with a fault the client should retry (429 with
 
 The policy decides from the message text and its attempt number only, so the
 run is deterministic whatever the scheduling, and the expected outcome of every
-turn follows from the retry policy in DESIGN.md (`expected_outcome`). The test
+turn follows from the retry policy (docs/errors.md; `expected_outcome`). The test
 then checks the client's view against that oracle and against the emulator's
 request log and conversations: nothing lost, nothing posted twice, nothing
 processed by a retried attempt, every failure a typed `DevicError`.

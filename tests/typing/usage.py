@@ -3,7 +3,7 @@
 This file is checked, never run: `.ci/run` runs `pyright tests/typing` (default
 settings) and `mypy tests/typing/usage.py` (strict, with the pydantic plugin).
 pytest does not collect it (no `test_` prefix, outside the test paths). Every
-spelling DESIGN.md allows is here, so a declaration that hides one from a type
+spelling the docs allow is here, so a declaration that hides one from a type
 checker (a field alias, a field built by a validator) fails CI.
 """
 

@@ -1,8 +1,8 @@
 """ChatDevic with the caller's own tools, over a scripted platform (no sockets).
 
 A small fake of Devic's platform routes (`httpx.MockTransport`) plays the views
-each test scripts, and records every request, so each rule of DESIGN "Tool
-calling" is checked on what went over the wire.
+each test scripts, and records every request, so each tool-calling rule (see
+docs/tools.md) is checked on what went over the wire.
 """
 
 from __future__ import annotations

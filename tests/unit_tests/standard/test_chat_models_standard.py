@@ -62,7 +62,8 @@ class TestChatDevicUnit(DevicCapabilities, ChatModelUnitTests):
         reason=(
             "The standard test binds with tool_choice='any', which Devic cannot "
             "honour (an assistant decides itself whether to call a tool), so "
-            "bind_tools refuses it with ValueError as DESIGN says. Binding the same "
+            "bind_tools refuses it with ValueError (see docs/tools.md). "
+            "Binding the same "
             "tools without tool_choice is tested in test_tool_calling.py::"
             "test_every_kind_of_tool_binds."
         ),
@@ -78,7 +79,7 @@ class TestChatDevicUnit(DevicCapabilities, ChatModelUnitTests):
         reason=(
             "The standard test builds every method; Devic has no JSON mode or "
             "response schema, so method='json_schema'/'json_mode' raise "
-            "NotImplementedError as DESIGN says. method='function_calling' with "
+            "NotImplementedError (see docs/tools.md). method='function_calling' with "
             "every strict value is tested in test_tool_calling.py::"
             "test_structured_output_builds_for_every_schema_kind."
         ),
