@@ -7,34 +7,10 @@
 
 from typing import TYPE_CHECKING, Any
 
+from langchain_devic import errors
 from langchain_devic._version import __version__
 from langchain_devic.chat_models import ChatDevic
-from langchain_devic.errors import (
-    FATAL_ERRORS,
-    RETRYABLE_ERRORS,
-    DevicAPIError,
-    DevicApprovalRequired,
-    DevicAuthenticationError,
-    DevicBadRequestError,
-    DevicConflictError,
-    DevicConnectError,
-    DevicConnectionError,
-    DevicConnectTimeoutError,
-    DevicError,
-    DevicGatewayError,
-    DevicLockError,
-    DevicLockTimeoutError,
-    DevicNotFoundError,
-    DevicPermissionDeniedError,
-    DevicProtocolError,
-    DevicRateLimitError,
-    DevicRequestTimeoutError,
-    DevicRunError,
-    DevicServerError,
-    DevicServiceUnavailableError,
-    DevicStoreError,
-    DevicTimeoutError,
-)
+from langchain_devic.errors import *  # noqa: F403 - every error, by errors.__all__
 
 if TYPE_CHECKING:
     from langchain_devic.agents import DevicAgentTool
@@ -65,36 +41,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "FATAL_ERRORS",
-    "RETRYABLE_ERRORS",
     "ChatDevic",
-    "DevicAPIError",
     "DevicAgentTool",
-    "DevicApprovalRequired",
     "DevicAssistantTool",
-    "DevicAuthenticationError",
-    "DevicBadRequestError",
-    "DevicConflictError",
-    "DevicConnectError",
-    "DevicConnectTimeoutError",
-    "DevicConnectionError",
-    "DevicError",
-    "DevicGatewayError",
-    "DevicLockError",
-    "DevicLockTimeoutError",
-    "DevicNotFoundError",
-    "DevicPermissionDeniedError",
-    "DevicProtocolError",
-    "DevicRateLimitError",
-    "DevicRequestTimeoutError",
-    "DevicRunError",
-    "DevicServerError",
-    "DevicServiceUnavailableError",
-    "DevicStoreError",
-    "DevicTimeoutError",
     "DevicToolkit",
     "__version__",
 ]
+__all__ += errors.__all__
 
 
 def __dir__() -> list[str]:
