@@ -13,8 +13,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from typing_extensions import override
 
 from langchain_devic import _surface_wire, _wire
 from langchain_devic._call import Call
@@ -28,7 +31,15 @@ from langchain_devic._convert import (
     reply_to_message,
     run_reply,
 )
-from langchain_devic._progress import sink_for
+from langchain_devic._progress import (
+    LENT,
+    LazySink,
+    areporting,
+    has_handlers,
+    sink_for,
+    sink_of_call,
+    with_run_id,
+)
 
 if TYPE_CHECKING:
     from langchain_devic.chat_models import _ChatCore as _Base
@@ -38,6 +49,63 @@ else:
 
 class _AsyncChatCalls(_Base):
     """The calls of `ChatDevic`, one colour (the other is generated)."""
+
+    # ------------------------------------------------- config → chat_uuid kwarg
+    # BaseChatModel does not hand the runnable config to _generate on a direct
+    # call, so the conversation id is lifted from the config here; batch/abatch
+    # and LCEL chains call these, and ensure_config() also sees the config of an
+    # enclosing LangGraph node or runnable.
+
+    @override
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._with_config(config, kwargs)
+        if not has_handlers(config):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        # With handlers, BaseChatModel may stream without lending its run
+        # manager (a streaming handler: LangGraph's "messages" mode): lend the
+        # run's handlers for progress events, as `astream` does.
+        config = with_run_id(config)
+        token = LENT.set(LazySink(self, config))
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            LENT.reset(token)
+
+    @override
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config = with_run_id(config)
+        chunks = super().astream(
+            input, config, stop=stop, **self._with_config(config, kwargs)
+        )
+        return areporting(chunks, sink_of_call(self, config))
+
+    @override
+    def astream_events(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`Runnable.astream_events`, with `chat_uuid` lifted from the config."""
+        return super().astream_events(
+            input, config, **self._with_config(config, kwargs)
+        )
+
+    # ------------------------------------------------------------------- turns
 
     async def _asend(self, call: Call) -> _wire.DevicReply:
         request = call.request

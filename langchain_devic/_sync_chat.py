@@ -14,8 +14,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from typing_extensions import override
 
 from langchain_devic import _surface_wire, _wire
 from langchain_devic._call import Call
@@ -29,7 +32,15 @@ from langchain_devic._convert import (
     reply_to_message,
     run_reply,
 )
-from langchain_devic._progress import sink_for
+from langchain_devic._progress import (
+    LENT,
+    LazySink,
+    has_handlers,
+    reporting,
+    sink_for,
+    sink_of_call,
+    with_run_id,
+)
 
 if TYPE_CHECKING:
     from langchain_devic.chat_models import _ChatCore as _Base
@@ -39,6 +50,61 @@ else:
 
 class _SyncChatCalls(_Base):
     """The calls of `ChatDevic`, one colour (the other is generated)."""
+
+    # ------------------------------------------------- config → chat_uuid kwarg
+    # BaseChatModel does not hand the runnable config to _generate on a direct
+    # call, so the conversation id is lifted from the config here; batch/abatch
+    # and LCEL chains call these, and ensure_config() also sees the config of an
+    # enclosing LangGraph node or runnable.
+
+    @override
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._with_config(config, kwargs)
+        if not has_handlers(config):
+            return super().invoke(input, config, stop=stop, **kwargs)
+        # With handlers, BaseChatModel may stream without lending its run
+        # manager (a streaming handler: LangGraph's "messages" mode): lend the
+        # run's handlers for progress events, as `stream` does.
+        config = with_run_id(config)
+        token = LENT.set(LazySink(self, config))
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            LENT.reset(token)
+
+    @override
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config = with_run_id(config)
+        chunks = super().stream(
+            input, config, stop=stop, **self._with_config(config, kwargs)
+        )
+        return reporting(chunks, sink_of_call(self, config))
+
+    @override
+    def stream_events(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`Runnable.stream_events`, with `chat_uuid` lifted from the config."""
+        return super().stream_events(input, config, **self._with_config(config, kwargs))
+
+    # ------------------------------------------------------------------- turns
 
     def _send(self, call: Call) -> _wire.DevicReply:
         request = call.request

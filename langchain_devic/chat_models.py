@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -70,15 +70,6 @@ from langchain_devic._convert import (
     reply_to_chunk,
     structured_output_parser,
     with_chat_totals,
-)
-from langchain_devic._progress import (
-    LENT,
-    LazySink,
-    areporting,
-    has_handlers,
-    reporting,
-    sink_of_call,
-    with_run_id,
 )
 from langchain_devic._sync_agent_calls import _SyncAgentCalls
 from langchain_devic._sync_chat import _SyncChatCalls
@@ -252,103 +243,6 @@ class _ChatCore(_ChatFields):
                 "Use run_mode='auto' (the default) or 'async'."
             )
             raise ValueError(msg)
-
-    # ------------------------------------------------- config → chat_uuid kwarg
-    # BaseChatModel does not hand the runnable config to _generate on a direct
-    # call, so the conversation id is lifted from the config here; batch/abatch
-    # and LCEL chains call these, and ensure_config() also sees the config of an
-    # enclosing LangGraph node or runnable.
-
-    @override
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs = self._with_config(config, kwargs)
-        if not has_handlers(config):
-            return super().invoke(input, config, stop=stop, **kwargs)
-        # With handlers, BaseChatModel may stream without lending its run
-        # manager (a streaming handler: LangGraph's "messages" mode): lend the
-        # run's handlers for progress events, as `stream` does.
-        config = with_run_id(config)
-        token = LENT.set(LazySink(self, config))
-        try:
-            return super().invoke(input, config, stop=stop, **kwargs)
-        finally:
-            LENT.reset(token)
-
-    @override
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs = self._with_config(config, kwargs)
-        if not has_handlers(config):
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
-        config = with_run_id(config)
-        token = LENT.set(LazySink(self, config))
-        try:
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
-        finally:
-            LENT.reset(token)
-
-    @override
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        config = with_run_id(config)
-        chunks = super().stream(
-            input, config, stop=stop, **self._with_config(config, kwargs)
-        )
-        return reporting(chunks, sink_of_call(self, config))
-
-    @override
-    def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        config = with_run_id(config)
-        chunks = super().astream(
-            input, config, stop=stop, **self._with_config(config, kwargs)
-        )
-        return areporting(chunks, sink_of_call(self, config))
-
-    def stream_events(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """`Runnable.stream_events`, with `chat_uuid` lifted from the config."""
-        return super().stream_events(input, config, **self._with_config(config, kwargs))
-
-    def astream_events(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """`Runnable.astream_events`, with `chat_uuid` lifted from the config."""
-        return super().astream_events(
-            input, config, **self._with_config(config, kwargs)
-        )
 
     def _with_config(
         self, config: RunnableConfig | None, kwargs: dict[str, Any]

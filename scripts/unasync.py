@@ -84,6 +84,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
         r"\1",
     ),
     (r"\badispatch_custom_event\b", "dispatch_custom_event"),
+    (r"\ba(stream|stream_events|reporting)\b", r"\1"),
     (r"\.areport\(", ".report("),
     (r"\baget_chat_uuid\b", "get_chat_uuid"),
     (r'"acheck"', '"check"'),
