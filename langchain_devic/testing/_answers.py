@@ -16,14 +16,12 @@ from langchain_devic.testing._render import (
     SSE_CONTENT_TYPE,
     Answer,
     StreamAnswer,
-    chats_body,
     realtime_body,
     stop_body,
     tool_response_body,
 )
 from langchain_devic.testing._routes import flag, paging, responses_problem
 from langchain_devic.testing._state import State
-from langchain_devic.testing._surface import chat_matches
 
 __all__ = ["Answers"]
 
@@ -158,17 +156,4 @@ class Answers(State):
         with self._lock:
             if self._reply_of(assistant_id) is None:
                 return self._assistant_not_found(assistant_id)
-            chats = sorted(
-                (c for c in self._chats.values() if chat_matches(c, filters)),
-                key=lambda c: c.order,
-                reverse=True,
-            )
-            end = len(chats) if limit is None else offset + limit
-            page = [chat.history(content=content) for chat in chats[offset:end]]
-        body = chats_body(
-            page,
-            total=len(chats),
-            offset=offset,
-            limit=len(chats) if limit is None else limit,
-        )
-        return self._ok(200, body)
+            return self._chats_page(filters, offset, limit, content=content)

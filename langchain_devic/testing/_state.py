@@ -30,6 +30,7 @@ from langchain_devic.testing._render import (
     DIALECTS,
     Answer,
     Dialect,
+    chats_body,
     enveloped,
     error_answer,
     json_answer,
@@ -43,6 +44,7 @@ __all__ = [
     "WRITE_INTERVAL",
     "WRITE_PIECES",
     "State",
+    "chat_matches",
     "profile_of",
 ]
 
@@ -85,10 +87,10 @@ class State:
     """The emulator's state: assistants, chats, runs, faults and the request log.
 
     Its configuration, inspection and the small helpers every handler shares
-    (answers in the dialect, not-found refusals, chat ids). `Core` adds the
-    request handling (`_turns`, `_answers`) on top; `DevicEmulator` (in
-    `langchain_devic.testing`) adds the faces, and its docstring documents the
-    arguments and attributes.
+    (answers in the dialect, not-found refusals, chat ids, a page of chats).
+    `Core` adds the request handling (`_turns`, `_answers`) on top;
+    `DevicEmulator` (in `langchain_devic.testing`) adds the faces, and its
+    docstring documents the arguments and attributes.
     """
 
     def __init__(
@@ -337,9 +339,56 @@ class State:
             return self._chat_not_found(chat_id)
         return chat
 
+    def _chats_page(
+        self,
+        filters: Mapping[str, Any],
+        offset: int,
+        limit: int | None,
+        *,
+        content: bool,
+    ) -> Answer:
+        """One page of the chats that pass `filters`, newest first (200).
+
+        The search and an assistant's chat list answer the same page, so both
+        build it here; it takes the lock itself (reentrant: a caller may hold it).
+        """
+        with self._lock:
+            chosen = sorted(
+                (c for c in self._chats.values() if chat_matches(c, filters)),
+                key=lambda c: c.order,
+                reverse=True,
+            )
+            end = len(chosen) if limit is None else offset + limit
+            page = [chat.history(content=content) for chat in chosen[offset:end]]
+        body = chats_body(
+            page,
+            total=len(chosen),
+            offset=offset,
+            limit=len(chosen) if limit is None else limit,
+        )
+        return self._ok(200, body)
+
     def _assistant_not_found(self, assistant_id: str) -> Answer:
         message = f"Assistant '{assistant_id}' not found"
         return self._refusal(404, message, "ASSISTANT_NOT_FOUND")
 
     def _chat_not_found(self, chat_uuid: str) -> Answer:
         return self._refusal(404, f"Chat '{chat_uuid}' not found", "CHAT_NOT_FOUND")
+
+
+def chat_matches(chat: Chat, filters: Mapping[str, Any]) -> bool:
+    """Whether a chat passes the search's (or the list's) filters."""
+    options = chat.options
+    wanted = filters.get("assistantSpecializationIdentifier")
+    if wanted is not None and chat.assistant_id != wanted:
+        return False
+    for name in ("tenantId", "subtenantId"):
+        if filters.get(name) is not None and options.get(name) != filters[name]:
+            return False
+    tags = filters.get("tags")
+    if tags and not set(tags) & set(options.get("tags", ())):
+        return False
+    after, before = filters.get("createdAfter"), filters.get("createdBefore")
+    if after is not None and chat.created_ms < after:
+        return False
+    return before is None or chat.created_ms <= before

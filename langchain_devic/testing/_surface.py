@@ -26,11 +26,11 @@ from urllib.parse import parse_qs
 
 from langchain_devic.testing._chats import Chat
 from langchain_devic.testing._records import RecordedRequest
-from langchain_devic.testing._render import Answer, chats_body, now
+from langchain_devic.testing._render import Answer, now
 from langchain_devic.testing._routes import flag, paging
 from langchain_devic.testing._state import State, profile_of
 
-__all__ = ["ASSISTANT_STATES", "Surface", "chat_matches"]
+__all__ = ["ASSISTANT_STATES", "Surface"]
 
 #: The states an assistant may be in.
 ASSISTANT_STATES = ("active", "inactive", "coming_soon")
@@ -133,21 +133,7 @@ class Surface(State):
             return self._refusal(400, pages, "BAD_REQUEST")
         offset, limit = pages
         content = not flag(record.query, "omitContent")
-        with self._lock:
-            chats = sorted(
-                (c for c in self._chats.values() if chat_matches(c, filters)),
-                key=lambda c: c.order,
-                reverse=True,
-            )
-            end = len(chats) if limit is None else offset + limit
-            page = [chat.history(content=content) for chat in chats[offset:end]]
-        body = chats_body(
-            page,
-            total=len(chats),
-            offset=offset,
-            limit=len(chats) if limit is None else limit,
-        )
-        return self._ok(200, body)
+        return self._chats_page(filters, offset, limit, content=content)
 
     # -------------------------------------------------------------- feedback
 
@@ -167,24 +153,6 @@ class Surface(State):
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def chat_matches(chat: Chat, filters: Mapping[str, Any]) -> bool:
-    """Whether a chat passes the search's (or the list's) filters."""
-    options = chat.options
-    wanted = filters.get("assistantSpecializationIdentifier")
-    if wanted is not None and chat.assistant_id != wanted:
-        return False
-    for name in ("tenantId", "subtenantId"):
-        if filters.get(name) is not None and options.get(name) != filters[name]:
-            return False
-    tags = filters.get("tags")
-    if tags and not set(tags) & set(options.get("tags", ())):
-        return False
-    after, before = filters.get("createdAfter"), filters.get("createdBefore")
-    if after is not None and chat.created_ms < after:
-        return False
-    return before is None or chat.created_ms <= before
 
 
 def _filters_problem(filters: Any) -> str | None:
