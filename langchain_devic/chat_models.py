@@ -16,7 +16,7 @@ import copy
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
@@ -75,6 +75,9 @@ from langchain_devic._sync_agent_calls import _SyncAgentCalls
 from langchain_devic._sync_chat import _SyncChatCalls
 
 __all__ = ["ChatDevic"]
+
+#: The model's own message options (its fields of the names in `OPTIONS`).
+_FIELD_OPTIONS = attrgetter(*OPTIONS)
 
 #: Guards the lazy creation of every model's pools (rare, and never held long).
 _POOLS_LOCK = threading.Lock()
@@ -255,8 +258,8 @@ class _ChatCore(_ChatFields):
         configurable = ensure_config(config).get("configurable") or {}
         lifted = {
             name: configurable[name]
-            for name in OPTIONS
-            if configurable.get(name) is not None and kwargs.get(name) is None
+            for name in configurable.keys() & OPTIONS.keys()
+            if configurable[name] is not None and kwargs.get(name) is None
         }
         if lifted:
             kwargs = {**kwargs, **lifted}
@@ -270,14 +273,11 @@ class _ChatCore(_ChatFields):
 
     def _options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Devic's message options of one call as send fields: kwarg, else field."""
-        return option_fields(
-            {
-                name: value
-                if (value := kwargs.get(name)) is not None
-                else getattr(self, name)
-                for name in OPTIONS
-            }
-        )
+        options = dict(zip(OPTIONS, _FIELD_OPTIONS(self), strict=True))
+        for name in kwargs.keys() & OPTIONS.keys():
+            if kwargs[name] is not None:
+                options[name] = kwargs[name]
+        return option_fields(options)
 
     # ------------------------------------------------------------------- calls
 
