@@ -133,38 +133,44 @@ def assistant_of(item: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_assistant_list(body: bytes, *, secret: str | None) -> list[dict[str, Any]]:
-    """The account's assistants: a bare list, or `{"assistants"}`, enveloped."""
+def _object(body: bytes, secret: str | None, what: str) -> Mapping[str, Any]:
+    """The answer's (enveloped) object, or a `DevicProtocolError` naming `what`."""
+    payload = _payload(body, secret)
+    if not isinstance(payload, Mapping):
+        raise _refuse(f"{what} is not an object", body, secret)
+    return payload
+
+
+def _listed(
+    body: bytes, secret: str | None, what: str, keys: tuple[str, str]
+) -> list[Mapping[str, Any]]:
+    """The answer's objects: a bare list, or the list under one of `keys`."""
     payload = _payload(body, secret)
     if isinstance(payload, Mapping):
-        payload = payload.get("assistants", payload.get("data"))
+        payload = payload.get(keys[0], payload.get(keys[1]))
     if not isinstance(payload, list):
-        raise _refuse("assistant list is not a list", body, secret)
-    assistants = [assistant_of(i) for i in payload if isinstance(i, Mapping)]
+        raise _refuse(f"{what} is not a list", body, secret)
+    return [item for item in payload if isinstance(item, Mapping)]
+
+
+def parse_assistant_list(body: bytes, *, secret: str | None) -> list[dict[str, Any]]:
+    """The account's assistants: a bare list, or `{"assistants"}`, enveloped."""
+    listed = _listed(body, secret, "assistant list", ("assistants", "data"))
+    assistants = [assistant_of(item) for item in listed]
     return [a for a in assistants if a["assistant_id"]]
 
 
 def parse_assistant(body: bytes, *, secret: str | None) -> dict[str, Any]:
     """One assistant (`GET …/assistants/{id}`)."""
-    payload = _payload(body, secret)
-    if not isinstance(payload, Mapping):
-        raise _refuse("assistant is not an object", body, secret)
-    return assistant_of(payload)
+    return assistant_of(_object(body, secret, "assistant"))
 
 
 def parse_feedback_entry(body: bytes, *, secret: str | None) -> dict[str, Any]:
     """The feedback entry Devic kept, as it sent it."""
-    payload = _payload(body, secret)
-    if not isinstance(payload, Mapping):
-        raise _refuse("feedback entry is not an object", body, secret)
-    return dict(payload)
+    return dict(_object(body, secret, "feedback entry"))
 
 
 def parse_feedback_list(body: bytes, *, secret: str | None) -> list[dict[str, Any]]:
     """A chat's feedback entries: a bare list, or `{"feedback"}`, enveloped."""
-    payload = _payload(body, secret)
-    if isinstance(payload, Mapping):
-        payload = payload.get("feedback", payload.get("entries"))
-    if not isinstance(payload, list):
-        raise _refuse("feedback list is not a list", body, secret)
-    return [dict(item) for item in payload if isinstance(item, Mapping)]
+    listed = _listed(body, secret, "feedback list", ("feedback", "entries"))
+    return [dict(item) for item in listed]
