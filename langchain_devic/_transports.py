@@ -57,19 +57,18 @@ def build_async_http(
     concurrent calls that is the difference between reusing connections and
     opening (and TLS-handshaking) a new one for most calls.
     """
-    if transport == "aiohttp":
-        return _aiohttp_client_class()(
-            limits=DEFAULT_LIMITS,
-            follow_redirects=False,
-            verify=shared_ssl_context(),
-            trust_env=trust_env,
-        )
-    return httpx.AsyncClient(
-        limits=DEFAULT_LIMITS,
-        follow_redirects=False,
-        verify=shared_ssl_context(),
-        trust_env=trust_env,
-    )
+    kind = _aiohttp_client_class() if transport == "aiohttp" else httpx.AsyncClient
+    return kind(**_client_options(trust_env))
+
+
+def _client_options(trust_env: bool) -> dict[str, Any]:
+    """What every client we build shares: limits, the TLS context, no redirects."""
+    return {
+        "limits": DEFAULT_LIMITS,
+        "follow_redirects": False,
+        "verify": shared_ssl_context(),
+        "trust_env": trust_env,
+    }
 
 
 _AIOHTTP_CLIENT: type[httpx.AsyncClient] | None = None
@@ -130,38 +129,32 @@ def _aiohttp_client_class() -> type[httpx.AsyncClient]:
     class _Client(httpx.AsyncClient):
         """Every transport over aiohttp, proxies from the environment too."""
 
+        # httpx names every transport option when it calls these two hooks.
         def _init_transport(
-            self,
-            verify: ssl.SSLContext | str | bool = True,
-            cert: Any = None,
-            trust_env: bool = True,
-            http1: bool = True,
-            http2: bool = False,
-            limits: httpx.Limits = DEFAULT_LIMITS,
-            transport: httpx.AsyncBaseTransport | None = None,
-            **kwargs: Any,
+            self, *args: Any, **options: Any
         ) -> httpx.AsyncBaseTransport:
-            if transport is not None:
-                return transport
-            return _Transport(verify=verify, trust_env=trust_env, limits=limits)
+            given = options.get("transport")
+            return given if given is not None else _Transport(**_named(args, options))
 
         def _init_proxy_transport(
-            self,
-            proxy: httpx.Proxy,
-            verify: ssl.SSLContext | str | bool = True,
-            cert: Any = None,
-            trust_env: bool = True,
-            http1: bool = True,
-            http2: bool = False,
-            limits: httpx.Limits = DEFAULT_LIMITS,
-            **kwargs: Any,
+            self, proxy: httpx.Proxy, *args: Any, **options: Any
         ) -> httpx.AsyncBaseTransport:
-            return _Transport(
-                verify=verify, trust_env=trust_env, limits=limits, proxy=proxy
-            )
+            return _Transport(**_named(args, options), proxy=proxy)
 
     _AIOHTTP_CLIENT = _Client
     return _Client
+
+
+def _named(args: tuple[Any, ...], options: dict[str, Any]) -> dict[str, Any]:
+    """Of the options httpx hands a transport, those aiohttp's takes."""
+    if args:
+        msg = "httpx passed transport options by position; expected names"
+        raise TypeError(msg)
+    return {
+        "verify": options.get("verify", True),
+        "trust_env": options.get("trust_env", True),
+        "limits": options.get("limits", DEFAULT_LIMITS),
+    }
 
 
 def _remap_aiohttp_error(exc: BaseException) -> httpx.TransportError:
@@ -200,9 +193,4 @@ def build_sync_http(
     `transport` names the async clients' transport, which sync calls ignore.
     """
     del transport
-    return httpx.Client(
-        limits=DEFAULT_LIMITS,
-        follow_redirects=False,
-        verify=shared_ssl_context(),
-        trust_env=trust_env,
-    )
+    return httpx.Client(**_client_options(trust_env))
