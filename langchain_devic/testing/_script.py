@@ -10,7 +10,8 @@ stop request lands between two steps, or ends a wait for the client at once; a
 step that ends the run (`Fail`, `LimitExceeded`) makes the steps after it
 unreachable.
 
-A new kind is its class here, with its `play()`, and its name in `Step`.
+A new kind is its class here, with its `play()`, and its name in `Step`; a
+kind that only holds a status for a while is a `_Held` naming that status.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import json
 import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    TypeAlias,
+    get_args,
+)
 
 from langchain_devic.testing._render import MessageDetails
 
@@ -59,16 +68,8 @@ RunStatus: TypeAlias = Literal[
     "limit_exceeded",
     "paused_for_resume",
 ]
-RUN_STATUSES: tuple[RunStatus, ...] = (
-    "buffering",
-    "processing",
-    "completed",
-    "error",
-    "waiting_for_tool_response",
-    "handed_off",
-    "limit_exceeded",
-    "paused_for_resume",
-)
+#: The same statuses as values, read off `RunStatus` so the two cannot drift.
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 #: The statuses after which a stream closes: the run ended, or waits on the client.
 CLOSING_STATUSES: frozenset[str] = frozenset(
     {"completed", "error", "limit_exceeded", "waiting_for_tool_response"}
@@ -291,34 +292,54 @@ class HandOff(_Timed):
 
 
 @dataclass(frozen=True)
-class Buffer(_Timed):
-    """The message waits in Devic's input buffer (status `buffering`) first.
+class _Held(_Timed):
+    """A step that holds the run in one status for `seconds`, then `processing`.
 
-    Attributes:
-        seconds: How long it stays buffered.
+    The kinds differ only in the status held and that status's own fields, so
+    they share this `play()` and say just those two.
     """
 
-    seconds: float = 0.05
+    #: The status the step holds.
+    _status: ClassVar[RunStatus]
 
     def play(self, board: Board) -> Playing:
-        """Stay `buffering` for `seconds`, then `processing`."""
-        yield from _hold(board, self.seconds, "buffering")
+        """Hold the status (with its fields) for `seconds`, then `processing`."""
+        board.set_status(self._status, **self._fields(board))
+        if self.seconds > 0:
+            yield self.seconds
+        board.set_status("processing")
+
+    def _fields(self, board: Board) -> dict[str, Any]:
+        """The held status's own fields (none unless a kind has some)."""
+        return {}
 
 
 @dataclass(frozen=True)
-class Pause(_Timed):
+class Buffer(_Held):
+    """The message waits in Devic's input buffer (status `buffering`) first.
+
+    Attributes:
+        seconds: How long it stays buffered, before `processing`.
+    """
+
+    seconds: float = 0.05
+    _status: ClassVar[RunStatus] = "buffering"
+
+
+@dataclass(frozen=True)
+class Pause(_Held):
     """The assistant pauses itself (status `paused_for_resume`, with `pausedUntil`).
 
     Attributes:
-        seconds: How long it stays paused.
+        seconds: How long it stays paused (until `pausedUntil`), before
+            `processing`.
     """
 
     seconds: float = 0.1
+    _status: ClassVar[RunStatus] = "paused_for_resume"
 
-    def play(self, board: Board) -> Playing:
-        """Stay paused until `pausedUntil`, then `processing`."""
-        until = board.now_ms() + round(self.seconds * 1000)
-        yield from _hold(board, self.seconds, "paused_for_resume", pausedUntil=until)
+    def _fields(self, board: Board) -> dict[str, Any]:
+        return {"pausedUntil": board.now_ms() + round(self.seconds * 1000)}
 
 
 @dataclass(frozen=True)
@@ -524,14 +545,6 @@ def split_text(text: str, pieces: int) -> list[str]:
     count = max(1, min(pieces, len(text)))
     bounds = [len(text) * i // count for i in range(count + 1)]
     return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
-
-
-def _hold(board: Board, seconds: float, status: RunStatus, **fields: Any) -> Playing:
-    """Stay in `status` (with its `fields`) for `seconds`, then `processing`."""
-    board.set_status(status, **fields)
-    if seconds > 0:
-        yield seconds
-    board.set_status("processing")
 
 
 def _tool_call(
