@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from typing_extensions import Unpack
 
 from langchain_devic import _clock, _exchange, _retry, _runs, _surface_wire, _wire
 from langchain_devic._async_follow import _AsyncRunFollowing
-from langchain_devic._base_client import ASettle, Parse, _BaseDevicClient
+from langchain_devic._base_client import ASettle, Parse, TurnFields, _BaseDevicClient
 from langchain_devic._settings import (
     SETTLE_SECONDS,
     STOP_SECONDS,
@@ -92,20 +93,13 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
     # ------------------------------------------------------------------ writes
 
     async def send_message(
-        self,
-        assistant_id: str,
-        message: str,
-        *,
-        chat_uuid: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        extra: Mapping[str, Any] | None = None,
+        self, assistant_id: str, message: str, **fields: Unpack[TurnFields]
     ) -> _wire.DevicReply:
         """Send one turn and wait for the reply (the seed's one call)."""
-        args = self._request_args(
-            assistant_id, message, chat_uuid, context, metadata, extra
+        chat_uuid = fields.get("chat_uuid")
+        request = self.http.build_request(
+            **self._request_args(assistant_id, message, fields)
         )
-        request = self.http.build_request(**args)
         parse = _wire.parse_reply
         settle = self._settler(assistant_id, chat_uuid, message, parse)
         reply = await self._deliver(request, chat_uuid, parse, None, settle)
@@ -118,16 +112,12 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
         assistant_id: str,
         message: str,
         *,
-        chat_uuid: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        extra: Mapping[str, Any] | None = None,
         deadline: float | None = None,
+        **fields: Unpack[TurnFields],
     ) -> _wire.RunStarted | _wire.DevicReply:
         """Start a platform run (`?async=true`); a server may answer it at once."""
-        args = self._request_args(
-            assistant_id, message, chat_uuid, context, metadata, extra, platform=True
-        )
+        chat_uuid, extra = fields.get("chat_uuid"), fields.get("extra")
+        args = self._request_args(assistant_id, message, fields, platform=True)
         params = {"async": "true"}
         if extra and extra.get("skipSummarization") is True:
             params["skipSummarization"] = "true"  # Devic's clients send both

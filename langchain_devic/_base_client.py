@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -39,6 +39,17 @@ from langchain_devic.errors import (
 logger = logging.getLogger("langchain_devic")
 
 Parse = _outcomes.Parse
+
+
+class TurnFields(TypedDict, total=False):
+    """A turn's send fields besides its message (`send_message`, `start_run`)."""
+
+    chat_uuid: str | None
+    """The conversation to continue; `None`: a new one."""
+    context: Mapping[str, Any] | None
+    metadata: Mapping[str, Any] | None
+    extra: Mapping[str, Any] | None
+    """Further body fields (Devic's message options), sent as given."""
 
 
 class _BaseDevicClient:
@@ -113,16 +124,17 @@ class _BaseDevicClient:
         self,
         assistant_id: str,
         message: str,
-        chat_uuid: str | None,
-        context: Mapping[str, Any] | None,
-        metadata: Mapping[str, Any] | None,
-        extra: Mapping[str, Any] | None,
+        fields: TurnFields,
         *,
         platform: bool = False,
     ) -> dict[str, Any]:
         """A send: the one call (`platform=False`) or a platform run's send."""
         body = _wire.build_request_body(
-            message, chat_uuid, context=context, metadata=metadata, extra=extra
+            message,
+            fields.get("chat_uuid"),
+            context=fields.get("context"),
+            metadata=fields.get("metadata"),
+            extra=fields.get("extra"),
         )
         return {
             "method": "POST",
