@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from langchain_devic import _checks, _clock, _exchange, _retry, _wire
+from langchain_devic import _checks, _clock, _wire
 from langchain_devic._async_client import AsyncDevicClient
 from langchain_devic.errors import (
     DevicError,
@@ -132,50 +132,26 @@ def thread_id_of(thread: Mapping[str, Any]) -> str | None:
 
 async def _awrite(
     client: AsyncDevicClient,
-    method: str,
     url: str,
     body: Mapping[str, Any] | None,
     settle: Settle | None = None,
 ) -> Any:
-    """One write: retried only when Devic certainly did not process it.
+    """One POST: retried only when Devic certainly did not process it.
 
     An unknown outcome (a 5xx that may have run, a connection lost after the
     request was written) is settled by `settle` when given (its answer, if not
     `None`, is the write's); otherwise raised, never sent again.
     """
-    attempt = 0
-    while True:
-        request = client.http.build_request(
-            method,
-            url,
-            json=body,
-            headers=client._headers(),
-            timeout=client.timeout,
-        )
-        outcome: Any
-        try:
-            answer = await client._exchange(request, client._write_deadline())
-            if answer.is_success:
-                return parse(answer.body, client._secret) if answer.body else None
-            outcome = client._api_error(answer)
-        except _exchange.Failure as failure:
-            outcome = client._write_error(failure, None)
-        if client._outcome_unknown(outcome):
-            settled = None if settle is None else await settle()
-            if settled is None:
-                outcome.is_retryable = False
-                raise client._with_note(
-                    outcome,
-                    "Devic may have taken the request: check the agent thread "
-                    "before trying again (it was not sent twice).",
-                )
-            return settled
-        wait = _retry.next_wait(outcome, attempt, client.max_retries)
-        if wait is None:
-            raise outcome
-        client._log_attempt(attempt, wait, outcome)
-        await _clock.asleep(wait)
-        attempt += 1
+    try:
+        raw = await client.post(url, body, what="agent request")
+    except DevicError as error:
+        settled = None
+        if settle is not None and client._outcome_unknown(error):
+            settled = await settle()
+        if settled is None:
+            raise
+        return settled
+    return parse(raw, client._secret) if raw else None
 
 
 async def _alist_agents(client: AsyncDevicClient) -> list[dict[str, Any]]:
@@ -244,7 +220,7 @@ async def _acreate_thread(
             return None
 
     url = agent_url(client.base_url, agent_id, "threads")
-    created = await _awrite(client, "POST", url, body, settle)
+    created = await _awrite(client, url, body, settle)
     if not isinstance(created, dict) or thread_id_of(created) is None:
         msg = "Devic started an agent thread but its answer names no thread id."
         raise DevicProtocolError(msg)
@@ -258,9 +234,7 @@ async def _athread_action(
     body: Mapping[str, Any] | None = None,
 ) -> Any:
     """`POST …/agents/threads/{id}/{action}` once (never re-sent once written)."""
-    return await _awrite(
-        client, "POST", thread_url(client.base_url, thread_id, action), body
-    )
+    return await _awrite(client, thread_url(client.base_url, thread_id, action), body)
 
 
 async def _aapprove(

@@ -286,19 +286,49 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
         followed run it goes on until `deadline` (a refused connection still
         counts against `max_retries`).
         """
-        deadline = deadline if deadline is not None else self._exchange_deadline()
+        return await self._until_answered(
+            self._read_args(url, params, body), deadline=deadline, in_run=in_run
+        )
+
+    async def _until_answered(
+        self,
+        args: Mapping[str, Any],
+        *,
+        write_of: str | None = None,
+        deadline: float | None = None,
+        in_run: bool = False,
+    ) -> bytes:
+        """Exchange the request of `args` until Devic answers 2xx: its body.
+
+        A read (`write_of` None) is retried as `read` says. A write (`write_of`
+        names what it writes) is retried only while Devic certainly did not
+        take it; one of unknown outcome is raised at once, never sent again.
+        """
+        read_deadline = deadline if deadline is not None else self._exchange_deadline()
         attempt = 0
         while True:
             outcome: bytes | DevicError
-            request = self.http.build_request(**self._read_args(url, params, body))
+            request = self.http.build_request(**args)
             try:
-                answer = await self._exchange(request, deadline)
+                answer = await self._exchange(
+                    request,
+                    read_deadline if write_of is None else self._write_deadline(),
+                )
                 outcome = answer.body if answer.is_success else self._api_error(answer)
             except _exchange.Failure as failure:
-                outcome = self._read_error(failure)
+                outcome = (
+                    self._read_error(failure)
+                    if write_of is None
+                    else self._write_error(failure, None)
+                )
             if isinstance(outcome, bytes):
                 return outcome
-            wait = self._read_wait(outcome, attempt, deadline, in_run)
+            if write_of is None:
+                wait = self._read_wait(outcome, attempt, read_deadline, in_run)
+            elif self._outcome_unknown(outcome):
+                raise self._unsent_write(outcome, write_of)
+            else:
+                wait = _retry.next_wait(outcome, attempt, self.max_retries)
             if wait is None:
                 raise outcome
             self._log_attempt(attempt, wait, outcome)
@@ -362,32 +392,16 @@ class AsyncDevicClient(_AsyncRunFollowing, _BaseDevicClient):
         raw = await self.post(url, body, what="feedback")
         return _surface_wire.parse_feedback_entry(raw, secret=self._secret)
 
-    async def post(self, url: str, body: Mapping[str, Any], *, what: str) -> bytes:
+    async def post(
+        self, url: str, body: Mapping[str, Any] | None, *, what: str
+    ) -> bytes:
         """POST a write that is not a turn; its answer's body.
 
         Retried only when Devic certainly did not take it (no connection, a
         429, a 503, ...); a failure after the request was written is raised
-        at once, saying the write may be in.
+        at once, saying the `what` may be in.
         """
-        request = self.http.build_request(**self._post_args(url, body))
-        attempt = 0
-        while True:
-            outcome: bytes | DevicError
-            try:
-                answer = await self._exchange(request, self._write_deadline())
-                outcome = answer.body if answer.is_success else self._api_error(answer)
-            except _exchange.Failure as failure:
-                outcome = self._write_error(failure, None)
-            if isinstance(outcome, bytes):
-                return outcome
-            if self._outcome_unknown(outcome):
-                raise self._unsent_write(outcome, what)
-            wait = _retry.next_wait(outcome, attempt, self.max_retries)
-            if wait is None:
-                raise outcome
-            self._log_attempt(attempt, wait, outcome)
-            await _clock.asleep(wait)
-            attempt += 1
+        return await self._until_answered(self._post_args(url, body), write_of=what)
 
     async def chat_totals(
         self, assistant_id: str, chat_uuid: str

@@ -177,7 +177,7 @@ class _BaseDevicClient:
             args["json"] = body
         return args
 
-    def _post_args(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _post_args(self, url: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
         return {
             "method": "POST",
             "url": url,
