@@ -10,7 +10,7 @@ emulator's state.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "AGENT_STATES",
@@ -129,42 +129,55 @@ class ReadyAgent:
     script: AgentScript | None = None
 
 
-def _approver(message: str) -> list[AgentStep]:
-    return [
-        AgentStep.task("Draft the plan"),
-        AgentStep.approval(
-            "Send the plan to the customer?", f"Plan drafted for: {message}"
-        ),
-        AgentStep.task("Send the plan"),
-        AgentStep.say(f"Plan sent: {message}"),
-    ]
+def _with_message(*steps: AgentStep) -> Callable[[str], list[AgentStep]]:
+    """A script of `steps` with the thread's message put where they say `{message}`.
 
+    The ready agents differ only in their steps, so each is one such call in
+    the table below rather than a function of its own.
+    """
 
-def _researcher(message: str) -> list[AgentStep]:
-    return [
-        AgentStep.task("Collect sources"),
-        AgentStep.task("Compare them"),
-        AgentStep.task("Write the summary"),
-        AgentStep.say(f"Summary of: {message}"),
-    ]
+    def script(message: str) -> list[AgentStep]:
+        return [
+            replace(
+                step,
+                text=step.text.replace("{message}", message),
+                state=step.state.replace("{message}", message),
+            )
+            for step in steps
+        ]
 
-
-def _delegator(message: str) -> list[AgentStep]:
-    return [
-        AgentStep.task("Split the work"),
-        AgentStep.hand_off("researcher"),
-        AgentStep.say(f"Delegated and done: {message}"),
-    ]
+    return script
 
 
 #: The command line's agents, by id (`python -m langchain_devic.testing`).
 READY_AGENTS: Mapping[str, ReadyAgent] = {
-    "researcher": ReadyAgent("completes three tasks, then answers", _researcher),
+    "researcher": ReadyAgent(
+        "completes three tasks, then answers",
+        _with_message(
+            AgentStep.task("Collect sources"),
+            AgentStep.task("Compare them"),
+            AgentStep.task("Write the summary"),
+            AgentStep.say("Summary of: {message}"),
+        ),
+    ),
     "approver": ReadyAgent(
-        "drafts a plan, pauses for approval, then sends it", _approver
+        "drafts a plan, pauses for approval, then sends it",
+        _with_message(
+            AgentStep.task("Draft the plan"),
+            AgentStep.approval(
+                "Send the plan to the customer?", "Plan drafted for: {message}"
+            ),
+            AgentStep.task("Send the plan"),
+            AgentStep.say("Plan sent: {message}"),
+        ),
     ),
     "delegator": ReadyAgent(
-        "hands off to the researcher agent, then answers", _delegator
+        "hands off to the researcher agent, then answers",
+        _with_message(
+            AgentStep.task("Split the work"),
+            AgentStep.hand_off("researcher"),
+            AgentStep.say("Delegated and done: {message}"),
+        ),
     ),
     "patient": ReadyAgent(
         "pauses 3 s (pausedUntil), then answers",
