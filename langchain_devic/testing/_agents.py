@@ -69,6 +69,19 @@ class Agents(AgentThreads):
     def _thread_not_found(self, thread_id: str) -> Answer:
         return self._refusal(404, f"Thread '{thread_id}' not found", "THREAD_NOT_FOUND")
 
+    def _find_thread(self, record: RecordedRequest) -> AgentThread | Answer:
+        """The thread a thread route names, played up to now (lock held), or the 404.
+
+        Reading or changing a thread and acting on it all start this way, so
+        the look-up and the catching up live here once.
+        """
+        thread_id = record.chat_uuid or ""
+        thread = self._agent_threads.get(thread_id)
+        if thread is None:
+            return self._thread_not_found(thread_id)
+        self._advance(thread)
+        return thread
+
     def _answer_agents(self, record: RecordedRequest) -> Answer:
         """`GET {prefix}/agents` (the list) or `POST` (create one)."""
         if record.method == "POST":
@@ -179,12 +192,10 @@ class Agents(AgentThreads):
 
     def _answer_agent_thread(self, record: RecordedRequest) -> Answer:
         """`GET {prefix}/agents/threads/{thread}` or `PATCH` (name, tags, metadata)."""
-        thread_id = record.chat_uuid or ""
         with self._lock:
-            thread = self._agent_threads.get(thread_id)
-            if thread is None:
-                return self._thread_not_found(thread_id)
-            self._advance(thread)
+            thread = self._find_thread(record)
+            if isinstance(thread, Answer):
+                return thread
             if record.method == "PATCH":
                 fields = record.json if isinstance(record.json, dict) else {}
                 if isinstance(fields.get("name"), str):
@@ -198,14 +209,13 @@ class Agents(AgentThreads):
 
     def _answer_thread_action(self, record: RecordedRequest) -> Answer:
         """`…/agents/threads/{thread}/<action>`: approval, pause, resume, etc."""
-        thread_id = record.chat_uuid or ""
         action = record.path.rstrip("/").rsplit("/", 1)[-1]
         payload = record.json if isinstance(record.json, dict) else {}
         with self._lock:
-            thread = self._agent_threads.get(thread_id)
-            if thread is None:
-                return self._thread_not_found(thread_id)
-            self._advance(thread)
+            thread = self._find_thread(record)
+            if isinstance(thread, Answer):
+                return thread
+            thread_id = thread.thread_id
             reads = action in {"evaluation", "feedback"}
             if (record.method == "GET" and not reads) or (
                 record.method == "POST" and action == "evaluation"
