@@ -14,43 +14,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_devic import _clock, _exchange, _runs, _wire
+from langchain_devic._sync_core import _SyncClientCore
 from langchain_devic.errors import DevicError
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
-    import httpx
-
-    from langchain_devic._base_client import _BaseDevicClient
-
-    class _Base(_BaseDevicClient):
-        """What the follow loop uses of the client it is mixed into."""
-
-        @property
-        def http(self) -> httpx.Client: ...
-
-        def read(
-            self,
-            url: str,
-            *,
-            deadline: float | None = None,
-            params: Mapping[str, str] | None = None,
-            in_run: bool = False,
-        ) -> bytes: ...
-
-        def stop_run(
-            self, assistant_id: str, chat_uuid: str, *, strict: bool = False
-        ) -> bool: ...
-
-else:
-    _Base = object
-
-
-class _SyncRunFollowing(_Base):
-    """The follow loop of the Devic client (mixed into it)."""
+class _SyncRunFollowing(_SyncClientCore):
+    """The follow loop of the Devic client, on its core."""
 
     def follow_run(
         self,
@@ -133,13 +105,7 @@ class _SyncRunFollowing(_Base):
         request = self.http.build_request(**self._stream_args(url))
         error: DevicError | None = None
         try:
-            with _exchange.open_stream(
-                self.http,
-                request,
-                deadline=deadline,
-                cap=self.max_response_bytes,
-                secret=self._secret,
-            ) as stream:
+            with self._stream(request, deadline) as stream:
                 if not self._is_event_stream(stream.status_code, stream.headers):
                     return
                 decoder = _wire.SSEDecoder()

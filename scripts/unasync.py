@@ -24,6 +24,7 @@ PACKAGE = ROOT / "langchain_devic"
 
 #: Async source -> generated sync file.
 FILES = {
+    PACKAGE / "_async_core.py": PACKAGE / "_sync_core.py",
     PACKAGE / "_async_client.py": PACKAGE / "_sync_client.py",
     PACKAGE / "_async_tool.py": PACKAGE / "_sync_tool.py",
     PACKAGE / "_async_chat.py": PACKAGE / "_sync_chat.py",
@@ -50,7 +51,10 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\bASettle\b", "Settle"),
     (r"\b_AsyncToolCalls\b", "_SyncToolCalls"),
     (r"\b_AsyncRunFollowing\b", "_SyncRunFollowing"),
-    (r"\blangchain_devic\._async_follow\b", "langchain_devic._sync_follow"),
+    (r"\blangchain_devic\._async_(core|follow)\b", r"langchain_devic._sync_\1"),
+    (r"\b_AsyncClientCore\b", "_SyncClientCore"),
+    (r"\bAsyncStream\b", "Stream"),
+    (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAsyncCallbackManagerForToolRun\b", "CallbackManagerForToolRun"),
     (r"\b_AsyncChatCalls\b", "_SyncChatCalls"),
     (r"\bAsyncCallbackManagerForLLMRun\b", "CallbackManagerForLLMRun"),
