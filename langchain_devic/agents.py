@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
-from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig, ensure_config
-from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from langchain_devic import _wire
 from langchain_devic._async_agents import (
@@ -47,6 +44,7 @@ from langchain_devic._async_agents import (
     thread_id_of,
 )
 from langchain_devic._delegation import thread_key
+from langchain_devic._devic_tool import DevicToolBase, with_chat_model
 from langchain_devic._progress import PROGRESS_EVENT
 from langchain_devic._sync_agents import _SyncAgentToolCalls
 from langchain_devic.chat_models import ChatDevic
@@ -60,14 +58,6 @@ __all__ = ["DevicAgentInput", "DevicAgentTool"]
 
 logger = logging.getLogger("langchain_devic")
 
-#: ChatDevic's own fields (and aliases) the tool takes to build its ChatDevic.
-_CHAT_MODEL_FIELDS = frozenset(
-    alias
-    for name, field in ChatDevic.model_fields.items()
-    if name not in BaseChatModel.model_fields
-    for alias in (name, field.alias)
-    if alias
-)
 #: The tool call being run (set by `run` / `arun`, read by the calls).
 _CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "langchain_devic_agent_call", default=None
@@ -135,12 +125,8 @@ def _retry_after(thread: Mapping[str, Any]) -> float | None:
     return None
 
 
-class _AgentToolCore(BaseTool):
+class _AgentToolCore(DevicToolBase):
     """The agent tool's fields, checks and what its two colours share."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True, hide_input_in_errors=True, defer_build=True
-    )
 
     args_schema: type[BaseModel] = DevicAgentInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
@@ -157,14 +143,6 @@ class _AgentToolCore(BaseTool):
 
     _threads: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    if not TYPE_CHECKING:
-
-        def __init__(self, **data: Any) -> None:
-            _wire.refuse_credentials(
-                data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
-            )
-            super().__init__(**data)
-
     @model_validator(mode="before")
     @classmethod
     def _build(cls, data: Any) -> Any:
@@ -179,12 +157,8 @@ class _AgentToolCore(BaseTool):
                 f"Hands a long task to the Devic agent '{agent_id}' and returns "
                 "its answer.",
             )
-        if data.get("chat_model") is None:
-            fields = {k: data.pop(k) for k in list(data) if k in _CHAT_MODEL_FIELDS}
-            if "assistant_id" not in fields and "model" not in fields:
-                fields["assistant_id"] = agent_id or "devic-agent"
-            data["chat_model"] = ChatDevic(**fields)
-        return data
+        default = agent_id if isinstance(agent_id, str) else None
+        return with_chat_model(data, default or "devic-agent")
 
     # ---------------------------------------------------------------- running
 

@@ -31,29 +31,26 @@ that cannot be written after Devic answered is logged: the reply is returned.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForToolRun,
     CallbackManagerForToolRun,
 )
-from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.stores import InMemoryStore
-from langchain_core.tools import BaseTool, InjectedToolArg, ToolException
+from langchain_core.tools import InjectedToolArg, ToolException
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SkipValidation,
     field_validator,
     model_validator,
 )
 
-from langchain_devic import _wire
 from langchain_devic._async_tool import _AsyncToolCalls
 from langchain_devic._delegation import Turn, thread_key
+from langchain_devic._devic_tool import DevicToolBase, with_chat_model
 from langchain_devic._stores import (
     DevicStoreError,
     ThreadItem,
@@ -72,17 +69,6 @@ from langchain_devic.locks import ConversationLock, InProcessLock
 __all__ = ["DevicAssistantInput", "DevicAssistantTool", "DevicStoreError", "thread_key"]
 
 logger = logging.getLogger("langchain_devic")
-
-#: ChatDevic's own fields (and their aliases) the tool accepts directly, to
-#: build its own ChatDevic; LangChain's common fields (name, tags, ...) are the
-#: tool's.
-_CHAT_MODEL_FIELDS = frozenset(
-    alias
-    for name, field in ChatDevic.model_fields.items()
-    if name not in BaseChatModel.model_fields
-    for alias in (name, field.alias)
-    if alias
-)
 
 
 #: Errors the tool raises instead of telling the agent: a person must act (a
@@ -109,12 +95,8 @@ class DevicAssistantInput(BaseModel):
     tool call LangGraph runs again by its id."""
 
 
-class _ToolCore(BaseTool):
+class _ToolCore(DevicToolBase):
     """The tool's fields, their checks, and what its sync and async calls share."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True, hide_input_in_errors=True, defer_build=True
-    )
 
     args_schema: type[BaseModel] = DevicAssistantInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
@@ -142,32 +124,14 @@ class _ToolCore(BaseTool):
     `langchain_devic.locks.PostgresAdvisoryLock` for workers on several
     machines. A lock not had in time is an error ToolMessage (nothing sent)."""
 
-    if not TYPE_CHECKING:
-
-        def __init__(self, **data: Any) -> None:
-            # Checked before pydantic, whose validation errors would repeat it.
-            _wire.refuse_credentials(
-                data.get("base_url", os.environ.get("DEVIC_BASE_URL"))
-            )
-            super().__init__(**data)
-
     @model_validator(mode="before")
     @classmethod
     def _build_chat_model(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "store" in data and data["store"] is None:
-            data = {k: v for k, v in data.items() if k != "store"}  # the default
-        if not isinstance(data, dict) or data.get("chat_model") is not None:
-            if isinstance(data, dict):
-                stray = sorted(_CHAT_MODEL_FIELDS & data.keys())
-                if stray:
-                    msg = (
-                        f"Pass either chat_model=ChatDevic(...) or ChatDevic's fields "
-                        f"({', '.join(stray)}), not both."
-                    )
-                    raise ValueError(msg)
+        if not isinstance(data, dict):
             return data
-        model_kwargs = {k: data.pop(k) for k in list(data) if k in _CHAT_MODEL_FIELDS}
-        return {**data, "chat_model": ChatDevic(**model_kwargs)}
+        if "store" in data and data["store"] is None:
+            data = {k: v for k, v in data.items() if k != "store"}  # the default
+        return with_chat_model(data)
 
     @field_validator("store")
     @classmethod

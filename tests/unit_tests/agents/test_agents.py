@@ -253,3 +253,26 @@ def test_async_calls(agents: DevicEmulator, fast: ChatDevic) -> None:
         assert [t["_id"] for t in done] == [thread_id]
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------- construction
+
+
+def test_chat_model_and_its_fields_are_exclusive(fast: ChatDevic) -> None:
+    with pytest.raises(ValueError, match="not both") as raised:
+        DevicAgentTool(agent_id="a", chat_model=fast, run_timeout=5)
+    assert "run_timeout" in str(raised.value)
+
+
+def test_builds_its_chat_model_from_fields_naming_the_agent() -> None:
+    tool = DevicAgentTool(agent_id="researcher", api_key="k", run_timeout=7)
+    assert tool.chat_model.run_timeout == 7
+    assert tool.chat_model.assistant_id == "researcher"
+    named = DevicAgentTool(agent_id="researcher", api_key="k", assistant_id="other")
+    assert named.chat_model.assistant_id == "other"
+
+
+def test_a_base_url_with_credentials_is_refused_unrepeated() -> None:
+    with pytest.raises(ValueError, match="user name or password") as raised:
+        DevicAgentTool(agent_id="a", api_key="k", base_url="http://u:pw@127.0.0.1:9")
+    assert "pw" not in str(raised.value)
