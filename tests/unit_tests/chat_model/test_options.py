@@ -21,8 +21,8 @@ from langchain_devic._convert import (
     build_devic_request,
     file_entry,
 )
+from langchain_devic._devic_tool import CHAT_MODEL_FIELDS
 from langchain_devic.testing import DevicEmulator
-from langchain_devic.tools import _CHAT_MODEL_FIELDS
 from tests.unit_tests.conftest import ASSISTANT, make_model
 
 #: One value per option, and the field and value Devic must receive.
@@ -48,7 +48,7 @@ def test_every_option_is_a_field_a_call_keyword_and_a_tool_field() -> None:
     for name in OPTIONS:
         assert ChatDevic.model_fields[name].default is None
         assert name in CALL_KWARGS
-        assert name in _CHAT_MODEL_FIELDS
+        assert name in CHAT_MODEL_FIELDS
 
 
 @pytest.mark.parametrize("name", sorted(VALUES))

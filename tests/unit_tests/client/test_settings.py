@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from langchain_devic import ChatDevic
+from langchain_devic._devic_tool import CHAT_MODEL_FIELDS
 from langchain_devic._settings import ClientSettings
-from langchain_devic.tools import _CHAT_MODEL_FIELDS
 
 CONFIG_PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 SETTINGS = [f for f in dataclasses.fields(ClientSettings) if f.name != "api_key"]
@@ -56,7 +56,7 @@ def test_each_setting_is_documented_with_its_default(
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=[f.name for f in SETTINGS])
 def test_the_tool_accepts_each_setting(setting: dataclasses.Field[object]) -> None:
-    assert setting.name in _CHAT_MODEL_FIELDS
+    assert setting.name in CHAT_MODEL_FIELDS
 
 
 def test_a_model_hands_its_settings_to_its_clients() -> None:
