@@ -176,20 +176,7 @@ class LockTable:
         self._guard = threading.Lock()
         self._entries = {}
 
-    @contextmanager
-    def hold(self, key: Hashable, timeout: float | None = None) -> Iterator[None]:
-        """Hold the lock of `key` in this thread; `TimeoutError` after `timeout`."""
-        lock = self._enter(key)
-        try:
-            if not lock.acquire(timeout):
-                raise TimeoutError(key)
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            self._leave(key)
-
+    # unasync: twin
     @asynccontextmanager
     async def ahold(
         self, key: Hashable, timeout: float | None = None
@@ -205,6 +192,24 @@ class LockTable:
                 lock.release()
         finally:
             self._leave(key)
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
+    @contextmanager
+    def hold(self, key: Hashable, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock of `key` in this thread; `TimeoutError` after `timeout`."""
+        lock = self._enter(key)
+        try:
+            if not lock.acquire(timeout):
+                raise TimeoutError(key)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            self._leave(key)
+
+    # unasync: generated-end
 
 
 #: The one table of the process: every tool instance, sync or async, uses it.

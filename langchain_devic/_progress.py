@@ -53,6 +53,18 @@ class ProgressSink:
             run_manager.metadata,
         )
 
+    # unasync: twin
+    async def areport(self, events: list[dict[str, Any]]) -> None:
+        """Dispatch each event as a `devic_progress` custom event of the run."""
+        if events:
+            manager = AsyncCallbackManager(
+                self.handlers, tags=self.tags, metadata=self.metadata
+            )
+            for event in events:
+                await manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
     def report(self, events: list[dict[str, Any]]) -> None:
         """Dispatch each event as a `devic_progress` custom event of the run."""
         if events:
@@ -62,14 +74,7 @@ class ProgressSink:
             for event in events:
                 manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
 
-    async def areport(self, events: list[dict[str, Any]]) -> None:
-        """Dispatch each event as a `devic_progress` custom event of the run."""
-        if events:
-            manager = AsyncCallbackManager(
-                self.handlers, tags=self.tags, metadata=self.metadata
-            )
-            for event in events:
-                await manager.on_custom_event(PROGRESS_EVENT, event, run_id=self.run_id)
+    # unasync: generated-end
 
 
 def has_handlers(config: RunnableConfig | None) -> bool:
@@ -129,6 +134,29 @@ def sink_for(
     return ProgressSink.of(run_manager)
 
 
+# unasync: twin
+async def areporting(
+    chunks: AsyncIterator[AIMessageChunk], sink: ProgressSink
+) -> AsyncIterator[AIMessageChunk]:
+    """`chunks`, with `sink` lent while each is computed."""
+    try:
+        while True:
+            token = LENT.set(sink)
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                LENT.reset(token)
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:  # a stream closed early stops its run now
+            await aclose()
+
+
+# unasync: twin-end
+# unasync: generated (the block above, made sync: do not edit)
 def reporting(
     chunks: Iterator[AIMessageChunk], sink: ProgressSink
 ) -> Iterator[AIMessageChunk]:
@@ -149,21 +177,4 @@ def reporting(
             close()
 
 
-async def areporting(
-    chunks: AsyncIterator[AIMessageChunk], sink: ProgressSink
-) -> AsyncIterator[AIMessageChunk]:
-    """`chunks`, with `sink` lent while each is computed."""
-    try:
-        while True:
-            token = LENT.set(sink)
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            finally:
-                LENT.reset(token)
-            yield chunk
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:  # a stream closed early stops its run now
-            await aclose()
+# unasync: generated-end

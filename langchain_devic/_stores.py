@@ -262,15 +262,7 @@ class ThreadStore:
             f"{type(self).__name__}({type(self.store).__name__}, shared={self.shared})"
         )
 
-    def get(self, assistant_id: str, thread: str) -> ThreadItem | None:
-        """The thread's item, or `None`."""
-        self._verify()
-        try:
-            raw = self._read(assistant_id, thread)
-        except Exception as exc:
-            raise self._failed("read", exc) from exc
-        return self._item(raw, assistant_id, thread)
-
+    # unasync: twin
     async def aget(self, assistant_id: str, thread: str) -> ThreadItem | None:
         """The thread's item, or `None`."""
         await self._averify()
@@ -280,10 +272,36 @@ class ThreadStore:
             raise self._failed("read", exc) from exc
         return self._item(raw, assistant_id, thread)
 
-    def _verify(self) -> None:
+    async def _averify(self) -> None:
         """Check, once per store object, that it reads back what it wrote."""
 
-    async def _averify(self) -> None:
+    async def aput(self, assistant_id: str, thread: str, item: ThreadItem) -> None:
+        """Store the thread's item (`DevicStoreError` if the store fails)."""
+        try:
+            await self._awrite(assistant_id, thread, item.to_dict())
+        except Exception as exc:
+            raise self._failed("write", exc) from exc
+
+    async def _aread(self, assistant_id: str, thread: str) -> Any:
+        raise NotImplementedError
+
+    async def _awrite(
+        self, assistant_id: str, thread: str, item: dict[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
+    def get(self, assistant_id: str, thread: str) -> ThreadItem | None:
+        """The thread's item, or `None`."""
+        self._verify()
+        try:
+            raw = self._read(assistant_id, thread)
+        except Exception as exc:
+            raise self._failed("read", exc) from exc
+        return self._item(raw, assistant_id, thread)
+
+    def _verify(self) -> None:
         """Check, once per store object, that it reads back what it wrote."""
 
     def put(self, assistant_id: str, thread: str, item: ThreadItem) -> None:
@@ -293,28 +311,13 @@ class ThreadStore:
         except Exception as exc:
             raise self._failed("write", exc) from exc
 
-    async def aput(self, assistant_id: str, thread: str, item: ThreadItem) -> None:
-        """Store the thread's item (`DevicStoreError` if the store fails)."""
-        try:
-            await self._awrite(assistant_id, thread, item.to_dict())
-        except Exception as exc:
-            raise self._failed("write", exc) from exc
-
-    # --------------------------------------------------------- per store kind
-
     def _read(self, assistant_id: str, thread: str) -> Any:
-        raise NotImplementedError
-
-    async def _aread(self, assistant_id: str, thread: str) -> Any:
         raise NotImplementedError
 
     def _write(self, assistant_id: str, thread: str, item: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    async def _awrite(
-        self, assistant_id: str, thread: str, item: dict[str, Any]
-    ) -> None:
-        raise NotImplementedError
+    # unasync: generated-end
 
     # ---------------------------------------------------------------- helpers
 
@@ -345,14 +348,9 @@ class ThreadStore:
 class _KeyValueThreadStore(ThreadStore):
     """A langchain_core key-value store: JSON bytes under a plain-ASCII key."""
 
-    def _read(self, assistant_id: str, thread: str) -> Any:
-        return self.store.mget([key_value_key(assistant_id, thread)])[0]
-
+    # unasync: twin
     async def _aread(self, assistant_id: str, thread: str) -> Any:
         return (await self.store.amget([key_value_key(assistant_id, thread)]))[0]
-
-    def _write(self, assistant_id: str, thread: str, item: dict[str, Any]) -> None:
-        self.store.mset([(key_value_key(assistant_id, thread), _json_bytes(item))])
 
     async def _awrite(
         self, assistant_id: str, thread: str, item: dict[str, Any]
@@ -360,6 +358,16 @@ class _KeyValueThreadStore(ThreadStore):
         await self.store.amset(
             [(key_value_key(assistant_id, thread), _json_bytes(item))]
         )
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
+    def _read(self, assistant_id: str, thread: str) -> Any:
+        return (self.store.mget([key_value_key(assistant_id, thread)]))[0]
+
+    def _write(self, assistant_id: str, thread: str, item: dict[str, Any]) -> None:
+        self.store.mset([(key_value_key(assistant_id, thread), _json_bytes(item))])
+
+    # unasync: generated-end
 
 
 #: LangGraph stores that read back what they wrote (checked once each).
@@ -409,16 +417,7 @@ class _GraphThreadStore(ThreadStore):
             "template0) and point the store at it."
         )
 
-    def _verify(self) -> None:
-        if not self._needs_check():
-            return
-        try:
-            self.store.put(_PROBE_NAMESPACE, _PROBE_KEY, _PROBE_VALUE, index=False)
-            found = self.store.get(_PROBE_NAMESPACE, _PROBE_KEY)
-        except Exception as exc:
-            raise self._failed("read", exc) from exc
-        self._checked(found)
-
+    # unasync: twin
     async def _averify(self) -> None:
         if not self._needs_check():
             return
@@ -431,21 +430,35 @@ class _GraphThreadStore(ThreadStore):
             raise self._failed("read", exc) from exc
         self._checked(found)
 
-    def _read(self, assistant_id: str, thread: str) -> Any:
-        found = self.store.get(graph_namespace(assistant_id), thread)
-        return None if found is None else found.value
-
     async def _aread(self, assistant_id: str, thread: str) -> Any:
         found = await self.store.aget(graph_namespace(assistant_id), thread)
         return None if found is None else found.value
-
-    def _write(self, assistant_id: str, thread: str, item: dict[str, Any]) -> None:
-        self.store.put(graph_namespace(assistant_id), thread, item, index=False)
 
     async def _awrite(
         self, assistant_id: str, thread: str, item: dict[str, Any]
     ) -> None:
         await self.store.aput(graph_namespace(assistant_id), thread, item, index=False)
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
+    def _verify(self) -> None:
+        if not self._needs_check():
+            return
+        try:
+            self.store.put(_PROBE_NAMESPACE, _PROBE_KEY, _PROBE_VALUE, index=False)
+            found = self.store.get(_PROBE_NAMESPACE, _PROBE_KEY)
+        except Exception as exc:
+            raise self._failed("read", exc) from exc
+        self._checked(found)
+
+    def _read(self, assistant_id: str, thread: str) -> Any:
+        found = self.store.get(graph_namespace(assistant_id), thread)
+        return None if found is None else found.value
+
+    def _write(self, assistant_id: str, thread: str, item: dict[str, Any]) -> None:
+        self.store.put(graph_namespace(assistant_id), thread, item, index=False)
+
+    # unasync: generated-end
 
 
 def _json_bytes(item: Mapping[str, Any]) -> bytes:

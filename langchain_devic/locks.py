@@ -141,6 +141,20 @@ class InProcessLock:
     def __repr__(self) -> str:
         return f"InProcessLock(timeout={self.timeout!r})"
 
+    # unasync: twin
+    @asynccontextmanager
+    async def ahold(self, scope: str, key: str) -> AsyncIterator[None]:
+        """Hold the lock of (scope, key) in this task."""
+        try:
+            async with PROCESS_LOCKS.ahold((scope, key), self.timeout):
+                yield
+        except TimeoutError as exc:
+            if exc.args != ((scope, key),):
+                raise
+            raise _timed_out(scope, key, self.timeout) from None
+
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
     @contextmanager
     def hold(self, scope: str, key: str) -> Iterator[None]:
         """Hold the lock of (scope, key) in this thread."""
@@ -152,16 +166,7 @@ class InProcessLock:
                 raise
             raise _timed_out(scope, key, self.timeout) from None
 
-    @asynccontextmanager
-    async def ahold(self, scope: str, key: str) -> AsyncIterator[None]:
-        """Hold the lock of (scope, key) in this task."""
-        try:
-            async with PROCESS_LOCKS.ahold((scope, key), self.timeout):
-                yield
-        except TimeoutError as exc:
-            if exc.args != ((scope, key),):
-                raise
-            raise _timed_out(scope, key, self.timeout) from None
+    # unasync: generated-end
 
 
 class PostgresAdvisoryLock:
@@ -231,102 +236,15 @@ class PostgresAdvisoryLock:
     def __deepcopy__(self, memo: dict[int, Any]) -> PostgresAdvisoryLock:
         return self
 
-    # ------------------------------------------------------------------ sync
-
-    @contextmanager
-    def hold(self, scope: str, key: str) -> Iterator[HeldLock]:
-        """Hold the advisory lock of (scope, key) in this thread.
-
-        Yields a `HeldLock` whose `check()` says whether the lock is still
-        held. A connection that breaks while the lock is being taken is
-        replaced once by a fresh one; a second failure is `DevicLockError`.
-        """
-        psycopg = _psycopg()
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        with InProcessLock(timeout=self.timeout).hold(scope, key):
-            number = advisory_key(scope, key)
-            for attempt in (1, 2):
-                with ExitStack() as stack:
-                    try:
-                        conn = stack.enter_context(
-                            self._connection(scope, key, deadline)
-                        )
-                        self._lock(conn, number, _left(deadline), scope, key)
-                    except psycopg.Error as exc:
-                        if attempt == 1:
-                            _log_retry(scope, key, exc)
-                            continue
-                        raise _broken(scope, key, exc) from exc
-                    try:
-                        yield HeldLock(conn, scope, key)
-                    finally:
-                        self._unlock(conn, number)
-                    return
-
-    @contextmanager
-    def _connection(
-        self, scope: str, key: str, deadline: float | None
-    ) -> Iterator[psycopg.Connection[Any]]:
-        """A connection for one hold: borrowed from the pool, or opened for it."""
-        psycopg, pool_errors = _psycopg(), _pool_errors()
-        if self._pool is None:
-            with psycopg.Connection.connect(
-                self._conninfo, autocommit=True, **self._connect_kwargs
-            ) as conn:
-                yield conn
-            return
-        try:
-            with self._pool.connection(timeout=_left(deadline)) as conn:
-                yield conn
-        except pool_errors as exc:
-            raise _timed_out(scope, key, self.timeout) from exc
-
-    def _lock(
-        self,
-        conn: psycopg.Connection[Any],
-        number: int,
-        left: float | None,
-        scope: str,
-        key: str,
-    ) -> None:
-        """Take the session lock, waiting at most `left` seconds in PostgreSQL."""
-        psycopg = _psycopg()
-        try:
-            with conn.transaction():
-                conn.execute(_LOCAL_TIMEOUT, (_milliseconds(left),))
-                conn.execute(_LOCK, (number,))
-        except psycopg.errors.LockNotAvailable:
-            raise _timed_out(scope, key, self.timeout) from None
-        except BaseException:  # state unknown: a closed session holds no lock
-            conn.close()
-            raise
-
-    @staticmethod
-    def _unlock(conn: psycopg.Connection[Any], number: int) -> None:
-        """Release the session lock; if that fails, close the session (frees it)."""
-        try:
-            with conn.transaction():
-                conn.execute(_UNLOCK, (number,))
-        except Exception as exc:  # the hold's own outcome must not be masked
-            logger.warning(
-                "Could not release advisory lock %d (%s); closing its "
-                "session, which releases it.",
-                number,
-                exc,
-            )
-            conn.close()
-        except BaseException:
-            conn.close()
-            raise
-
-    # ----------------------------------------------------------------- async
-
+    # Each hold is written once, async; its sync twin below is generated.
+    # unasync: twin
     @asynccontextmanager
     async def ahold(self, scope: str, key: str) -> AsyncIterator[AsyncHeldLock]:
         """Hold the advisory lock of (scope, key) in this task.
 
-        Yields an `AsyncHeldLock` (`await held.acheck()`); a broken connection
-        is replaced once, as in `hold`.
+        Yields a held lock whose `.acheck()` says whether it is still held. A
+        connection that breaks while the lock is being taken is replaced once
+        by a fresh one; a second failure is `DevicLockError`.
         """
         psycopg = _psycopg()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -406,9 +324,123 @@ class PostgresAdvisoryLock:
             await conn.close()
             raise
 
+    # unasync: twin-end
+    # unasync: generated (the block above, made sync: do not edit)
+    @contextmanager
+    def hold(self, scope: str, key: str) -> Iterator[HeldLock]:
+        """Hold the advisory lock of (scope, key) in this thread.
 
+        Yields a held lock whose `.check()` says whether it is still held. A
+        connection that breaks while the lock is being taken is replaced once
+        by a fresh one; a second failure is `DevicLockError`.
+        """
+        psycopg = _psycopg()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        with InProcessLock(timeout=self.timeout).hold(scope, key):
+            number = advisory_key(scope, key)
+            for attempt in (1, 2):
+                with ExitStack() as stack:
+                    try:
+                        conn = stack.enter_context(
+                            self._connection(scope, key, deadline)
+                        )
+                        self._lock(conn, number, _left(deadline), scope, key)
+                    except psycopg.Error as exc:
+                        if attempt == 1:
+                            _log_retry(scope, key, exc)
+                            continue
+                        raise _broken(scope, key, exc) from exc
+                    try:
+                        yield HeldLock(conn, scope, key)
+                    finally:
+                        self._unlock(conn, number)
+                    return
+
+    @contextmanager
+    def _connection(
+        self, scope: str, key: str, deadline: float | None
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one hold: borrowed from the pool, or opened for it."""
+        psycopg, pool_errors = _psycopg(), _pool_errors()
+        if self._pool is None:
+            with psycopg.Connection.connect(
+                self._conninfo, autocommit=True, **self._connect_kwargs
+            ) as conn:
+                yield conn
+            return
+        try:
+            with self._pool.connection(timeout=_left(deadline)) as conn:
+                yield conn
+        except pool_errors as exc:
+            raise _timed_out(scope, key, self.timeout) from exc
+
+    def _lock(
+        self,
+        conn: psycopg.Connection[Any],
+        number: int,
+        left: float | None,
+        scope: str,
+        key: str,
+    ) -> None:
+        """Take the session lock, waiting at most `left` seconds in PostgreSQL."""
+        psycopg = _psycopg()
+        try:
+            with conn.transaction():
+                conn.execute(_LOCAL_TIMEOUT, (_milliseconds(left),))
+                conn.execute(_LOCK, (number,))
+        except psycopg.errors.LockNotAvailable:
+            raise _timed_out(scope, key, self.timeout) from None
+        except BaseException:  # state unknown: a closed session holds no lock
+            conn.close()
+            raise
+
+    @staticmethod
+    def _unlock(conn: psycopg.Connection[Any], number: int) -> None:
+        """Release the session lock; if that fails, close the session (frees it)."""
+        try:
+            with conn.transaction():
+                conn.execute(_UNLOCK, (number,))
+        except Exception as exc:  # the hold's own outcome must not be masked
+            logger.warning(
+                "Could not release advisory lock %d (%s); closing its "
+                "session, which releases it.",
+                number,
+                exc,
+            )
+            conn.close()
+        except BaseException:
+            conn.close()
+            raise
+
+    # unasync: generated-end
+
+
+# unasync: twin
+class AsyncHeldLock:
+    """A held PostgreSQL advisory lock: `.acheck()` raises if it was lost.
+
+    A session-level advisory lock lasts as long as its session: if the
+    session still answers, the lock is still held. `DevicAssistantTool`
+    checks before it sends and before each write of the thread's record.
+    """
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], scope: str, key: str
+    ) -> None:
+        self._conn, self.scope, self.key = conn, scope, key
+
+    async def acheck(self) -> None:
+        """Raise `DevicLockError` if the lock's session has ended."""
+        try:
+            await self._conn.execute(_ALIVE)
+        except Exception as exc:
+            raise _lost(self.scope, self.key, exc) from exc
+
+
+# unasync: twin-end
+# unasync: generated (the block above, made sync: do not edit)
 class HeldLock:
-    """A held PostgreSQL advisory lock: `check()` raises if it was lost.
+    """A held PostgreSQL advisory lock: `.check()` raises if it was lost.
 
     A session-level advisory lock lasts as long as its session: if the
     session still answers, the lock is still held. `DevicAssistantTool`
@@ -426,20 +458,7 @@ class HeldLock:
             raise _lost(self.scope, self.key, exc) from exc
 
 
-class AsyncHeldLock:
-    """A held PostgreSQL advisory lock (async): `await acheck()` raises if lost."""
-
-    def __init__(
-        self, conn: psycopg.AsyncConnection[Any], scope: str, key: str
-    ) -> None:
-        self._conn, self.scope, self.key = conn, scope, key
-
-    async def acheck(self) -> None:
-        """Raise `DevicLockError` if the lock's session has ended."""
-        try:
-            await self._conn.execute(_ALIVE)
-        except Exception as exc:
-            raise _lost(self.scope, self.key, exc) from exc
+# unasync: generated-end
 
 
 def _lost(scope: str, key: str, exc: BaseException) -> DevicLockError:

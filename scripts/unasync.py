@@ -6,6 +6,11 @@ one. Lines between `# unasync: async-only` and `# unasync: end` are left out;
 a comment `# unasync: sync: CODE` becomes the line `CODE` in the sync twin.
 The result is formatted with ruff, so it is what ruff would keep.
 
+A module that keeps both colours side by side (a public class with `hold` and
+`ahold`) marks its async code `# unasync: twin` ... `# unasync: twin-end`; the
+block right after it, `# unasync: generated` ... `# unasync: generated-end`,
+is that code's sync twin, generated in place.
+
     python scripts/unasync.py          # write the generated files
     python scripts/unasync.py --check  # fail when one is stale (.ci/run does)
 """
@@ -33,6 +38,14 @@ FILES = {
     PACKAGE / "_async_agent_calls.py": PACKAGE / "_sync_agent_calls.py",
 }
 
+#: Modules whose `# unasync: twin` blocks have a generated sync block in place.
+TWIN_FILES = [
+    PACKAGE / "locks.py",
+    PACKAGE / "_locks.py",
+    PACKAGE / "_progress.py",
+    PACKAGE / "_stores.py",
+]
+
 #: (pattern, replacement), applied in order to each line.
 SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\basync def\b", "def"),
@@ -55,6 +68,17 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b_AsyncClientCore\b", "_SyncClientCore"),
     (r"\bAsyncStream\b", "Stream"),
     (r"\basynccontextmanager\b", "contextmanager"),
+    (r"\bAsyncExitStack\b", "ExitStack"),
+    (r"\benter_async_context\b", "enter_context"),
+    (r"\bAsyncHeldLock\b", "HeldLock"),
+    (r"\bpsycopg\.AsyncConnection\b", "psycopg.Connection"),
+    (r"\bAsyncCallbackManager\b", "CallbackManager"),
+    (r"\b_a(pool|connection|lock|unlock|verify|read|write)\b", r"_\1"),
+    (r"\ba(hold|acquire|report|get|put|check)\b", r"\1"),
+    (r"\banext\b", "next"),
+    (r"\bam(get|set)\b", r"m\1"),
+    (r"\bStopAsyncIteration\b", "StopIteration"),
+    (r"\bin this task\b", "in this thread"),
     (r"\bAsyncCallbackManagerForToolRun\b", "CallbackManagerForToolRun"),
     (r"\b_AsyncChatCalls\b", "_SyncChatCalls"),
     (r"\bAsyncCallbackManagerForLLMRun\b", "CallbackManagerForLLMRun"),
@@ -104,17 +128,19 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
 ]
 _COMPILED = [(re.compile(pattern), repl) for pattern, repl in SUBSTITUTIONS]
 
+GENERATED = "# unasync: generated (the block above, made sync: do not edit)"
+
 HEADER = (
     "# Generated from {source} by scripts/unasync.py: do not edit by hand.\n"
     "# Change the async module, then run `python scripts/unasync.py`.\n"
 )
 
 
-def unasync_text(text: str, source_name: str) -> str:
-    """The sync twin of an async module's text (before formatting)."""
+def _unasync_lines(lines: list[str]) -> str:
+    """The sync twin of async lines (markers applied, names replaced)."""
     out: list[str] = []
     skipping = False
-    for line in text.splitlines(keepends=True):
+    for line in lines:
         marker = line.strip()
         if marker == "# unasync: async-only":
             skipping = True
@@ -130,7 +156,43 @@ def unasync_text(text: str, source_name: str) -> str:
         for pattern, repl in _COMPILED:
             line = pattern.sub(repl, line)
         out.append(line)
-    return HEADER.format(source=source_name) + "".join(out)
+    return "".join(out)
+
+
+def unasync_text(text: str, source_name: str) -> str:
+    """The sync twin of an async module's text (before formatting)."""
+    return HEADER.format(source=source_name) + _unasync_lines(
+        text.splitlines(keepends=True)
+    )
+
+
+def _end_of(lines: list[str], start: int, marker: str, path: Path) -> int:
+    for index in range(start, len(lines)):
+        if lines[index].strip() == marker:
+            return index
+    raise SystemExit(f"{path}: line {start}: no {marker!r} after it")
+
+
+def twins_text(text: str, path: Path) -> str:
+    """`text` with each twin block's generated sync block made anew."""
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        out.append(lines[index])
+        if lines[index].strip() != "# unasync: twin":
+            index += 1
+            continue
+        end = _end_of(lines, index + 1, "# unasync: twin-end", path)
+        source = lines[index + 1 : end]
+        start = end + 1
+        if start >= len(lines) or lines[start].strip() != GENERATED:
+            raise SystemExit(f"{path}: line {end + 1}: {GENERATED!r} must follow")
+        stop = _end_of(lines, start + 1, "# unasync: generated-end", path)
+        out += [*source, lines[end], lines[start], _unasync_lines(source)]
+        out.append(lines[stop])
+        index = stop + 1
+    return "".join(out)
 
 
 def _ruff(args: list[str], text: str, path: Path) -> str:
@@ -165,8 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if stale")
     args = parser.parse_args(argv)
     stale = 0
-    for source, target in FILES.items():
-        fresh = generate(source, target)
+    made = [(target, generate(source, target)) for source, target in FILES.items()]
+    made += [
+        (path, formatted(twins_text(path.read_text(), path), path))
+        for path in TWIN_FILES
+    ]
+    for target, fresh in made:
         current = target.read_text() if target.exists() else ""
         if fresh == current:
             continue
