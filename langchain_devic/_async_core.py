@@ -12,10 +12,10 @@ retry decisions are `_base_client`'s and `_retry`'s. The follow loop
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -78,26 +78,15 @@ class _AsyncClientCore(_BaseDevicClient):
         self, request: httpx.Request, deadline: float, *, read_body: bool = True
     ) -> _exchange.Answer:
         return await _exchange.asend(
-            self.http,
-            request,
-            deadline=deadline,
-            cap=self.max_response_bytes,
-            secret=self._secret,
-            read_body=read_body,
+            self.http, request, deadline=deadline, read_body=read_body, **self._bounds
         )
 
-    @contextlib.asynccontextmanager
-    async def _stream(
+    def _stream(
         self, request: httpx.Request, deadline: float
-    ) -> AsyncIterator[AsyncStream]:
-        async with _exchange.aopen_stream(
-            self.http,
-            request,
-            deadline=deadline,
-            cap=self.max_response_bytes,
-            secret=self._secret,
-        ) as stream:
-            yield stream
+    ) -> AbstractAsyncContextManager[AsyncStream]:
+        return _exchange.aopen_stream(
+            self.http, request, deadline=deadline, **self._bounds
+        )
 
     async def stop_run(
         self, assistant_id: str, chat_uuid: str, *, strict: bool = False

@@ -41,6 +41,13 @@ logger = logging.getLogger("langchain_devic")
 Parse = _outcomes.Parse
 
 
+class Bounds(TypedDict):
+    """An exchange's answer-size cap, and the key no error of it may carry."""
+
+    cap: int
+    secret: str
+
+
 class TurnFields(TypedDict, total=False):
     """A turn's send fields besides its message (`send_message`, `start_run`)."""
 
@@ -90,6 +97,11 @@ class _BaseDevicClient:
     @property
     def _secret(self) -> str:
         return self._api_key.get_secret_value()
+
+    @property
+    def _bounds(self) -> Bounds:
+        """What every exchange of this client is held to (`_exchange`)."""
+        return {"cap": self.max_response_bytes, "secret": self._secret}
 
     def _headers(self) -> dict[str, str]:
         return {

@@ -9,10 +9,10 @@ retry decisions are `_base_client`'s and `_retry`'s. The follow loop
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -59,24 +59,15 @@ class _SyncClientCore(_BaseDevicClient):
         self, request: httpx.Request, deadline: float, *, read_body: bool = True
     ) -> _exchange.Answer:
         return _exchange.send(
-            self.http,
-            request,
-            deadline=deadline,
-            cap=self.max_response_bytes,
-            secret=self._secret,
-            read_body=read_body,
+            self.http, request, deadline=deadline, read_body=read_body, **self._bounds
         )
 
-    @contextlib.contextmanager
-    def _stream(self, request: httpx.Request, deadline: float) -> Iterator[Stream]:
-        with _exchange.open_stream(
-            self.http,
-            request,
-            deadline=deadline,
-            cap=self.max_response_bytes,
-            secret=self._secret,
-        ) as stream:
-            yield stream
+    def _stream(
+        self, request: httpx.Request, deadline: float
+    ) -> AbstractContextManager[Stream]:
+        return _exchange.open_stream(
+            self.http, request, deadline=deadline, **self._bounds
+        )
 
     def stop_run(
         self, assistant_id: str, chat_uuid: str, *, strict: bool = False

@@ -68,6 +68,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b_AsyncClientCore\b", "_SyncClientCore"),
     (r"\bAsyncStream\b", "Stream"),
     (r"\basynccontextmanager\b", "contextmanager"),
+    (r"\bAbstractAsyncContextManager\b", "AbstractContextManager"),
     (r"\bAsyncExitStack\b", "ExitStack"),
     (r"\benter_async_context\b", "enter_context"),
     (r"\bAsyncHeldLock\b", "HeldLock"),
