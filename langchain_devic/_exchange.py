@@ -381,41 +381,62 @@ def failure_from(exc: httpx.HTTPError, secret: str, deadline: float) -> Failure:
     return failure
 
 
-# ------------------------------------------------------------------ sync door
+# ---------------------------------------------------------------- the two colours
+# The sync door keeps the deadline with capped socket timeouts, a check per
+# chunk and the watchdog (`_watched`); the async one with a cancel scope
+# (`_atime_limit`). Everything else is one code, written async below.
 
 
-def send(
-    http: httpx.Client,
-    request: httpx.Request,
-    *,
-    deadline: float,
-    cap: int,
-    secret: str,
-    read_body: bool = True,
-) -> Answer:
-    """One request and its whole decoded answer, by `deadline`, within `cap`."""
-    failure: Failure | None = None
-    try:
-        _bounded(request, deadline)
-        response = http.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        failure = failure_from(exc, secret, deadline)
-    if failure is not None:
-        raise failure
-    try:
-        body = b""
-        if read_body:
-            with _watched(response, deadline):
-                body = _read_all(response, deadline, cap)
-        return Answer(response.status_code, response.headers, body)
-    except httpx.HTTPError as exc:
-        failure = failure_from(exc, secret, deadline)
-    except Failure as exc:
-        failure = exc
-    finally:
-        response.close()
-    failure.status_code = response.status_code
-    raise failure
+class _AnyioLimit:
+    """anyio's `fail_after` as an async context manager (Python 3.10, trio)."""
+
+    def __init__(self, seconds: float) -> None:
+        import anyio  # httpx's own dependency; imported when first needed
+
+        self._scope = anyio.fail_after(seconds)
+
+    async def __aenter__(self) -> None:
+        self._scope.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        return self._scope.__exit__(*exc_info)  # type: ignore[arg-type]
+
+
+def _atime_limit(deadline: float) -> contextlib.AbstractAsyncContextManager[None]:
+    """A scope that raises `TimeoutError` at `deadline`, for one async exchange.
+
+    asyncio's own `timeout` where there is one (Python 3.11+, a third of
+    anyio's cost, which every async exchange pays); anyio's elsewhere.
+    """
+    if sys.version_info >= (3, 11):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): anyio's scope
+            return _AnyioLimit(_left(deadline))
+        return asyncio.timeout(_left(deadline))
+    return _AnyioLimit(_left(deadline))
+
+
+def _time_limit(deadline: float) -> contextlib.AbstractContextManager[None]:
+    """No scope for a sync exchange: its socket timeouts and watchdog keep it."""
+    del deadline
+    return contextlib.nullcontext()
+
+
+def _awatched(
+    response: httpx.Response, deadline: float
+) -> contextlib.AbstractContextManager[None]:
+    """No watchdog for an async exchange: its cancel scope ends a blocked read."""
+    del response, deadline
+    return contextlib.nullcontext()
+
+
+async def _aclose_within(response: httpx.Response, deadline: float) -> None:
+    """Close an answer; a close that hangs (a stuck TLS goodbye) is cut short."""
+    import anyio
+
+    with anyio.move_on_after(max(deadline - time.monotonic(), 0.0) + 1.0):
+        await response.aclose()
 
 
 def _check_announced(response: httpx.Response, cap: int) -> None:
@@ -435,18 +456,6 @@ def _already_read(response: httpx.Response, cap: int) -> bytes | None:
     return response.content
 
 
-def _read_all(response: httpx.Response, deadline: float, cap: int) -> bytes:
-    body = _already_read(response, cap)
-    if body is not None:
-        return body
-    _check_announced(response, cap)
-    collector = BodyCollector(response.headers.get("content-encoding"), cap)
-    for raw in response.iter_raw():
-        _left(deadline)
-        collector.feed(raw)
-    return collector.finish()
-
-
 @dataclasses.dataclass
 class Stream:
     """An open event stream: its status, headers and lines (str)."""
@@ -456,81 +465,19 @@ class Stream:
     lines: Iterator[str]
 
 
-@contextlib.contextmanager
-def open_stream(
-    http: httpx.Client,
-    request: httpx.Request,
-    *,
-    deadline: float,
-    cap: int,
-    secret: str,
-) -> Iterator[Stream]:
-    """An event stream whose lines each fit the cap, all read by `deadline`."""
-    failure: Failure | None = None
-    try:
-        _bounded(request, deadline)
-        response = http.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        failure = failure_from(exc, secret, deadline)
-    if failure is not None:
-        raise failure
+@dataclasses.dataclass
+class AsyncStream:
+    """An open async event stream: its status, headers and lines (str)."""
 
-    def lines() -> Iterator[str]:
-        failure: Failure | None = None
-        splitter = LineSplitter(response.headers.get("content-encoding"), cap)
-        if response.is_stream_consumed:
-            splitter = LineSplitter(None, cap)
-            yield from splitter.feed(response.content + b"\n")
-            return
-        try:
-            for raw in response.iter_raw():
-                _left(deadline)
-                yield from splitter.feed(raw)
-        except httpx.HTTPError as exc:
-            failure = failure_from(exc, secret, deadline)
-        if failure is not None:
-            raise failure
-
-    try:
-        with _watched(response, deadline):
-            yield Stream(response.status_code, response.headers, lines())
-    finally:
-        response.close()
+    status_code: int
+    headers: httpx.Headers
+    lines: AsyncIterator[str]
 
 
-# ----------------------------------------------------------------- async door
+# ------------------------------------------------------------------- the door
 
 
-class _AnyioLimit:
-    """anyio's `fail_after` as an async context manager (Python 3.10, trio)."""
-
-    def __init__(self, seconds: float) -> None:
-        import anyio  # httpx's own dependency; imported when first needed
-
-        self._scope = anyio.fail_after(seconds)
-
-    async def __aenter__(self) -> None:
-        self._scope.__enter__()
-
-    async def __aexit__(self, *exc_info: object) -> bool | None:
-        return self._scope.__exit__(*exc_info)  # type: ignore[arg-type]
-
-
-def _time_limit(deadline: float) -> contextlib.AbstractAsyncContextManager[None]:
-    """A scope that raises `TimeoutError` at `deadline`, for one async exchange.
-
-    asyncio's own `timeout` where there is one (Python 3.11+, a third of
-    anyio's cost, which every async exchange pays); anyio's elsewhere.
-    """
-    if sys.version_info >= (3, 11):
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): anyio's scope
-            return _AnyioLimit(_left(deadline))
-        return asyncio.timeout(_left(deadline))
-    return _AnyioLimit(_left(deadline))
-
-
+# unasync: twin
 async def asend(
     http: httpx.AsyncClient,
     request: httpx.Request,
@@ -541,11 +488,20 @@ async def asend(
     read_body: bool = True,
 ) -> Answer:
     """One request and its whole decoded answer, by `deadline`, within `cap`."""
-    failure: Failure | None = None
     status: list[int] = []
     try:
-        async with _time_limit(deadline):
-            return await _asend(http, request, deadline, cap, read_body, status)
+        async with _atime_limit(deadline):
+            _bounded(request, deadline)
+            response = await http.send(request, stream=True)
+            status.append(response.status_code)
+            try:
+                body = b""
+                if read_body:
+                    with _awatched(response, deadline):
+                        body = await _aread_all(response, deadline, cap)
+                return Answer(response.status_code, response.headers, body)
+            finally:
+                await response.aclose()
     except TimeoutError:
         failure = Failure("deadline", "the deadline passed")
     except httpx.HTTPError as exc:
@@ -556,40 +512,16 @@ async def asend(
     raise failure
 
 
-async def _asend(
-    http: httpx.AsyncClient,
-    request: httpx.Request,
-    deadline: float,
-    cap: int,
-    read_body: bool,
-    status: list[int],
-) -> Answer:
-    _bounded(request, deadline)
-    response = await http.send(request, stream=True)
-    status.append(response.status_code)
-    try:
-        body = b""
-        already = _already_read(response, cap) if read_body else None
-        if already is not None:
-            body = already
-        elif read_body:
-            _check_announced(response, cap)
-            collector = BodyCollector(response.headers.get("content-encoding"), cap)
-            async for raw in response.aiter_raw():
-                collector.feed(raw)
-            body = collector.finish()
-        return Answer(response.status_code, response.headers, body)
-    finally:
-        await response.aclose()
-
-
-@dataclasses.dataclass
-class AsyncStream:
-    """An open async event stream: its status, headers and lines (str)."""
-
-    status_code: int
-    headers: httpx.Headers
-    lines: AsyncIterator[str]
+async def _aread_all(response: httpx.Response, deadline: float, cap: int) -> bytes:
+    body = _already_read(response, cap)
+    if body is not None:
+        return body
+    _check_announced(response, cap)
+    collector = BodyCollector(response.headers.get("content-encoding"), cap)
+    async for raw in response.aiter_raw():
+        _left(deadline)
+        collector.feed(raw)
+    return collector.finish()
 
 
 @contextlib.asynccontextmanager
@@ -603,37 +535,35 @@ async def aopen_stream(
 ) -> AsyncIterator[AsyncStream]:
     """An event stream whose lines each fit the cap, all read by `deadline`.
 
-    Each read runs in its own cancel scope (a scope may not span the yields of
-    an async generator), ending at the deadline.
+    Each read of the stream is bounded on its own, ending at the deadline.
     """
     failure: Failure | None = None
-    response: httpx.Response | None = None
     try:
-        async with _time_limit(deadline):
+        async with _atime_limit(deadline):
             _bounded(request, deadline)
             response = await http.send(request, stream=True)
     except TimeoutError:
         failure = Failure("deadline", "the deadline passed")
     except httpx.HTTPError as exc:
         failure = failure_from(exc, secret, deadline)
-    if failure is not None or response is None:
-        raise failure or Failure("broken", "no answer")
-    opened = response
+    if failure is not None:
+        raise failure
 
     async def lines() -> AsyncIterator[str]:
         failure: Failure | None = None
-        if opened.is_stream_consumed:
-            for line in LineSplitter(None, cap).feed(opened.content + b"\n"):
+        if response.is_stream_consumed:
+            for line in LineSplitter(None, cap).feed(response.content + b"\n"):
                 yield line
             return
-        splitter = LineSplitter(opened.headers.get("content-encoding"), cap)
-        raw_chunks = opened.aiter_raw()
+        splitter = LineSplitter(response.headers.get("content-encoding"), cap)
+        raw_chunks = response.aiter_raw()
         try:
             while True:
-                async with _time_limit(deadline):
-                    raw = await _next(raw_chunks)
+                async with _atime_limit(deadline):
+                    raw = await _anext_chunk(raw_chunks)
                 if raw is None:
                     return
+                _left(deadline)
                 for line in splitter.feed(raw):
                     yield line
         except TimeoutError:
@@ -644,24 +574,134 @@ async def aopen_stream(
             raise failure
 
     try:
-        yield AsyncStream(opened.status_code, opened.headers, lines())
+        with _awatched(response, deadline):
+            yield AsyncStream(response.status_code, response.headers, lines())
     finally:
-        await _aclose_within(opened, deadline)
+        # unasync: async-only
+        await _aclose_within(response, deadline)
+        # unasync: end
+        # unasync: sync: response.close()
 
 
-async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+async def _anext_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
     try:
-        return await chunks.__anext__()
+        return await anext(chunks)
     except StopAsyncIteration:
         return None
 
 
-async def _aclose_within(response: httpx.Response, deadline: float) -> None:
-    """Close an answer; a close that hangs (a stuck TLS goodbye) is cut short."""
-    import anyio
+# unasync: twin-end
+# unasync: generated (the block above, made sync: do not edit)
+def send(
+    http: httpx.Client,
+    request: httpx.Request,
+    *,
+    deadline: float,
+    cap: int,
+    secret: str,
+    read_body: bool = True,
+) -> Answer:
+    """One request and its whole decoded answer, by `deadline`, within `cap`."""
+    status: list[int] = []
+    try:
+        with _time_limit(deadline):
+            _bounded(request, deadline)
+            response = http.send(request, stream=True)
+            status.append(response.status_code)
+            try:
+                body = b""
+                if read_body:
+                    with _watched(response, deadline):
+                        body = _read_all(response, deadline, cap)
+                return Answer(response.status_code, response.headers, body)
+            finally:
+                response.close()
+    except TimeoutError:
+        failure = Failure("deadline", "the deadline passed")
+    except httpx.HTTPError as exc:
+        failure = failure_from(exc, secret, deadline)
+    except Failure as exc:
+        failure = exc
+    failure.status_code = status[0] if status else None
+    raise failure
 
-    with anyio.move_on_after(max(deadline - time.monotonic(), 0.0) + 1.0):
-        await response.aclose()
+
+def _read_all(response: httpx.Response, deadline: float, cap: int) -> bytes:
+    body = _already_read(response, cap)
+    if body is not None:
+        return body
+    _check_announced(response, cap)
+    collector = BodyCollector(response.headers.get("content-encoding"), cap)
+    for raw in response.iter_raw():
+        _left(deadline)
+        collector.feed(raw)
+    return collector.finish()
+
+
+@contextlib.contextmanager
+def open_stream(
+    http: httpx.Client,
+    request: httpx.Request,
+    *,
+    deadline: float,
+    cap: int,
+    secret: str,
+) -> Iterator[Stream]:
+    """An event stream whose lines each fit the cap, all read by `deadline`.
+
+    Each read of the stream is bounded on its own, ending at the deadline.
+    """
+    failure: Failure | None = None
+    try:
+        with _time_limit(deadline):
+            _bounded(request, deadline)
+            response = http.send(request, stream=True)
+    except TimeoutError:
+        failure = Failure("deadline", "the deadline passed")
+    except httpx.HTTPError as exc:
+        failure = failure_from(exc, secret, deadline)
+    if failure is not None:
+        raise failure
+
+    def lines() -> Iterator[str]:
+        failure: Failure | None = None
+        if response.is_stream_consumed:
+            for line in LineSplitter(None, cap).feed(response.content + b"\n"):
+                yield line
+            return
+        splitter = LineSplitter(response.headers.get("content-encoding"), cap)
+        raw_chunks = response.iter_raw()
+        try:
+            while True:
+                with _time_limit(deadline):
+                    raw = _next_chunk(raw_chunks)
+                if raw is None:
+                    return
+                _left(deadline)
+                for line in splitter.feed(raw):
+                    yield line
+        except TimeoutError:
+            failure = Failure("deadline", "the deadline passed")
+        except httpx.HTTPError as exc:
+            failure = failure_from(exc, secret, deadline)
+        if failure is not None:
+            raise failure
+
+    try:
+        with _watched(response, deadline):
+            yield Stream(response.status_code, response.headers, lines())
+    finally:
+        response.close()
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    try:
+        return next(chunks)
+    except StopIteration:
+        return None
+
+
+# unasync: generated-end
 
 
 def budget(seconds: float) -> float:

@@ -44,6 +44,7 @@ TWIN_FILES = [
     PACKAGE / "_locks.py",
     PACKAGE / "_progress.py",
     PACKAGE / "_stores.py",
+    PACKAGE / "_exchange.py",
 ]
 
 #: (pattern, replacement), applied in order to each line.
@@ -77,6 +78,9 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b_a(pool|connection|lock|unlock|verify|read|write)\b", r"_\1"),
     (r"\ba(hold|acquire|report|get|put|check)\b", r"\1"),
     (r"\banext\b", "next"),
+    (r"\ba(send|open_stream)\b", r"\1"),
+    (r"\b_a(read_all|next_chunk|time_limit|watched)\b", r"_\1"),
+    (r"\baiter_raw\b", "iter_raw"),
     (r"\bam(get|set)\b", r"m\1"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bin this task\b", "in this thread"),
