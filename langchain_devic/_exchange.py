@@ -342,20 +342,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_watchdog_in_child)
 
 
-@contextlib.contextmanager
-def _watched(response: httpx.Response, deadline: float) -> Iterator[None]:
-    """While reading `response`, end its socket's reads at `deadline`."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if not isinstance(sock, socket.socket):
-        yield  # no socket to watch (a mock or custom transport): chunk checks only
-        return
-    watchdog = _WATCHDOG
-    token = watchdog.arm(deadline, sock)
-    try:
-        yield
-    finally:
-        watchdog.disarm(token)
+class _watched:  # lower case, like contextlib.nullcontext: used as `with _watched(...)`
+    """While reading `response`, end its socket's reads at `deadline`.
+
+    A class, not a generator: every sync exchange enters one.
+    """
+
+    __slots__ = ("_deadline", "_sock", "_token", "_watchdog")
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        # No socket to watch (a mock or custom transport): chunk checks only.
+        self._sock = sock if isinstance(sock, socket.socket) else None
+        self._deadline = deadline
+        self._watchdog = _WATCHDOG
+        self._token: int | None = None
+
+    def __enter__(self) -> None:
+        if self._sock is not None:
+            self._token = self._watchdog.arm(self._deadline, self._sock)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            self._watchdog.disarm(self._token)
 
 
 # ------------------------------------------------------------------- failures
