@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import pytest
 
 from langchain_devic import _runs
 from langchain_devic.errors import DevicError
-from langchain_devic.testing import RunStatus
 from langchain_devic.testing._script import CLOSING_STATUSES, RUN_STATUSES
 
 #: What a client does with each status Devic documents for the realtime view.
@@ -86,9 +85,8 @@ def handling(status: str, *, client_tools: bool) -> str:
 
 
 def test_the_emulator_produces_exactly_the_documented_statuses() -> None:
+    # RUN_STATUSES is read off the RunStatus type, so this holds the type.
     assert set(RUN_STATUSES) == set(DOCUMENTED)
-    assert set(get_args(RunStatus)) == set(RUN_STATUSES)
-    assert len(RUN_STATUSES) == len(set(RUN_STATUSES))
     assert set(CLOSING_STATUSES) <= set(RUN_STATUSES)
 
 
