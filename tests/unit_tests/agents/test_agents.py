@@ -18,11 +18,12 @@ from langchain_devic import (
     ChatDevic,
     DevicAgentTool,
     DevicApprovalRequired,
+    DevicError,
     DevicRateLimitError,
     DevicRunError,
     DevicTimeoutError,
 )
-from langchain_devic.testing import AgentStep, DevicEmulator
+from langchain_devic.testing import AgentStep, DevicEmulator, Fault
 from tests.unit_tests.conftest import make_model
 
 
@@ -276,3 +277,42 @@ def test_a_base_url_with_credentials_is_refused_unrepeated() -> None:
     with pytest.raises(ValueError, match="user name or password") as raised:
         DevicAgentTool(agent_id="a", api_key="k", base_url="http://u:pw@127.0.0.1:9")
     assert "pw" not in str(raised.value)
+
+
+# ------------------------------------------------------ writes of unknown outcome
+
+
+@pytest.mark.parametrize("way", ["sync", "async"])
+def test_a_thread_started_but_unanswered_is_found_by_its_tag_not_started_again(
+    agents: DevicEmulator, fast: ChatDevic, way: str
+) -> None:
+    # The tool first looks the thread up by its tag (a GET, answered), then
+    # creates it (a POST, run and its answer lost).
+    lookup, create = Fault.latency(0.0), Fault.drop_after_processing()
+    agents.inject(lookup.on("agent-threads"), create.on("agent-threads"))
+    tool = DevicAgentTool(agent_id="researcher", chat_model=fast)
+    task = call("find X", "call-lost")
+    message = tool.invoke(task) if way == "sync" else asyncio.run(tool.ainvoke(task))
+    methods = [r.method for r in agents.requests if r.route == "agent-threads"]
+    assert methods[:3] == ["GET", "POST", "GET"]  # the POST's answer was lost
+    assert message.content == "Done: find X"
+    created = [
+        r for r in agents.requests if r.route == "agent-threads" and r.method == "POST"
+    ]
+    assert len(created) == 1
+    assert len(fast.list_agent_threads("researcher")) == 1
+
+
+def test_a_thread_write_of_unknown_outcome_is_raised_never_sent_twice(
+    agents: DevicEmulator, fast: ChatDevic
+) -> None:
+    message = DevicAgentTool(agent_id="researcher", chat_model=fast).invoke(
+        call("find X")
+    )
+    thread_id = message.artifact["thread_id"]
+    agents.inject(Fault.drop_after_processing().on("agent-thread-action"))
+    with pytest.raises(DevicError, match="not sent again") as raised:
+        fast.send_thread_feedback(thread_id, feedback=True, comment="good")
+    assert raised.value.is_retryable is False
+    sent = [r for r in agents.requests if r.route == "agent-thread-action"]
+    assert len(sent) == 1
