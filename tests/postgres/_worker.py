@@ -51,7 +51,15 @@ TOOL = "devic_assistant"
 
 
 class Planner(BaseChatModel):
-    """Hands each user turn to the Devic tool verbatim; answers with its reply."""
+    """Hands each user turn verbatim to one tool; answers with the tool's result.
+
+    `argument` names the tool's input field, `call_id` its tool call's id
+    (`{turn}`: the number of user turns so far).
+    """
+
+    tool_name: str = TOOL
+    argument: str = "message"
+    call_id: str = "c{turn}"
 
     @property
     def _llm_type(self) -> str:
@@ -68,7 +76,11 @@ class Planner(BaseChatModel):
             answer = AIMessage(content=f"Final answer: {last.content}")
         else:
             turn = sum(isinstance(m, HumanMessage) for m in messages)
-            call = {"name": TOOL, "args": {"message": last.content}, "id": f"c{turn}"}
+            call = {
+                "name": self.tool_name,
+                "args": {self.argument: last.content},
+                "id": self.call_id.format(turn=turn),
+            }
             answer = AIMessage(content="", tool_calls=[call])
         return ChatResult(generations=[ChatGeneration(message=answer)])
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from langchain_devic.testing import DevicEmulator
+
 DSN_VARIABLE = "DEVIC_TEST_POSTGRES_DSN"
 LOOPBACK = ["127.0.0.1"]
 
@@ -60,3 +62,23 @@ def postgres_dsn() -> Iterator[str]:
     yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def base_url(emulator: DevicEmulator) -> Iterator[str]:
+    """The module's emulator (its `emulator` fixture), served on 127.0.0.1."""
+    with emulator.serve(host="127.0.0.1") as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def database(postgres_dsn: str) -> str:
+    """The session database with LangGraph's tables, made once, before workers."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.store.postgres import PostgresStore
+
+    with PostgresSaver.from_conn_string(postgres_dsn) as saver:
+        saver.setup()
+    with PostgresStore.from_conn_string(postgres_dsn) as store:
+        store.setup()
+    return postgres_dsn

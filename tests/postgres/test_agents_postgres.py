@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,34 +38,12 @@ def worker(dsn: str, base_url: str, api_key: str, thread: str, step: str) -> Non
     """One worker process: run the graph (or resume it) and print the outcome."""
     import httpx
     from langchain.agents import create_agent
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.messages import ToolMessage
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.types import Command
 
     from langchain_devic import ChatDevic, DevicAgentTool
-
-    class Planner(BaseChatModel):
-        """Hands the user's task to the agent tool; answers with its result."""
-
-        @property
-        def _llm_type(self) -> str:
-            return "agents-postgres-planner"
-
-        def bind_tools(self, tools: Any, **kwargs: Any) -> Planner:
-            return self
-
-        def _generate(
-            self, messages: list[BaseMessage], *args: Any, **kwargs: Any
-        ) -> ChatResult:
-            last = messages[-1]
-            if isinstance(last, ToolMessage):
-                answer = AIMessage(content=f"Final answer: {last.content}")
-            else:
-                call = {"name": TOOL, "args": {"task": last.content}, "id": "call-1"}
-                answer = AIMessage(content="", tool_calls=[call])
-            return ChatResult(generations=[ChatGeneration(message=answer)])
+    from tests.postgres._worker import Planner
 
     model = ChatDevic(
         assistant_id="unused",
@@ -81,7 +58,8 @@ def worker(dsn: str, base_url: str, api_key: str, thread: str, step: str) -> Non
     config: Any = {"configurable": {"thread_id": thread}}
     with PostgresSaver.from_conn_string(dsn) as saver:
         saver.setup()
-        graph = create_agent(Planner(), [tool], checkpointer=saver)
+        planner = Planner(tool_name=TOOL, argument="task", call_id="call-1")
+        graph = create_agent(planner, [tool], checkpointer=saver)
         if step == "start":
             inputs: Any = {"messages": [("user", "Plan the launch")]}
         else:
@@ -125,12 +103,6 @@ def emulator() -> DevicEmulator:
         ],
     )
     return emu
-
-
-@pytest.fixture(scope="module")
-def base_url(emulator: DevicEmulator) -> Iterator[str]:
-    with emulator.serve(host="127.0.0.1") as server:
-        yield server.base_url
 
 
 def run_worker(dsn: str, base_url: str, thread: str, step: str) -> dict[str, Any]:

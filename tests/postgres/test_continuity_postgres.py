@@ -68,24 +68,6 @@ def emulator() -> DevicEmulator:
 
 
 @pytest.fixture(scope="module")
-def base_url(emulator: DevicEmulator) -> Iterator[str]:
-    with emulator.serve(host="127.0.0.1") as server:
-        yield server.base_url
-
-
-@pytest.fixture(scope="module")
-def database(postgres_dsn: str) -> str:
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.store.postgres import PostgresStore
-
-    with PostgresSaver.from_conn_string(postgres_dsn) as saver:
-        saver.setup()
-    with PostgresStore.from_conn_string(postgres_dsn) as store:
-        store.setup()
-    return postgres_dsn
-
-
-@pytest.fixture(scope="module")
 def spawn(database: str, base_url: str) -> Iterator[Callable[[], Commanded]]:
     started: list[Commanded] = []
 

@@ -118,25 +118,6 @@ def emulator() -> DevicEmulator:
 
 
 @pytest.fixture(scope="module")
-def base_url(emulator: DevicEmulator) -> Iterator[str]:
-    with emulator.serve(host="127.0.0.1") as server:
-        yield server.base_url
-
-
-@pytest.fixture(scope="module")
-def database(postgres_dsn: str) -> str:
-    """The session database with LangGraph's tables, made once, before workers."""
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.store.postgres import PostgresStore
-
-    with PostgresSaver.from_conn_string(postgres_dsn) as saver:
-        saver.setup()
-    with PostgresStore.from_conn_string(postgres_dsn) as store:
-        store.setup()
-    return postgres_dsn
-
-
-@pytest.fixture(scope="module")
 def spawn(database: str, base_url: str) -> Iterator[Callable[[int], list[Worker]]]:
     """Start workers (in parallel); all are stopped at the end of the module."""
     started: list[Worker] = []
