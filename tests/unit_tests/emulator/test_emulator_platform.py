@@ -34,6 +34,7 @@ from langchain_devic.testing import (
     Write,
 )
 from langchain_devic.testing._script import split_text
+from tests.unit_tests.emulator._views import merge, nest
 from tests.unit_tests.emulator.test_emulator import served_cli
 
 API_KEY = "sk-platform-SECRET-42"
@@ -131,24 +132,6 @@ def events_of(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
             event, data = "", []
 
 
-def merge(events: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """What Devic's CLI and UI make of a stream: the last full view.
-
-    A field a `partial` sets to `null` is gone.
-    """
-    view: dict[str, Any] = {}
-    for event, data in events:
-        if event == "snapshot":
-            view = dict(data)
-        elif event == "partial":
-            view.update(data)
-        elif event == "delta":
-            message = view["streamingMessage"]
-            text = message["content"].get("message", "") + data["append"]
-            view["streamingMessage"] = {**message, "content": {"message": text}}
-    return {key: value for key, value in view.items() if value is not None}
-
-
 def statuses(events: Iterable[tuple[str, Any]]) -> list[str]:
     """The statuses a stream went through, in order, each change once."""
     seen: list[str] = []
@@ -173,10 +156,6 @@ def poll_statuses(
             return views
         time.sleep(0.002)
     raise AssertionError(f"the run never ended: {views[-1:]}")
-
-
-def nest(status: int, error: str, message: str) -> dict[str, Any]:
-    return {"statusCode": status, "error": error, "message": message}
 
 
 # ------------------------------------------------------------- the send

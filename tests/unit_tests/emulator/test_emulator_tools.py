@@ -29,6 +29,7 @@ from langchain_devic.testing import (
     Step,
     Write,
 )
+from tests.unit_tests.emulator._views import merge, nest
 
 API_KEY = "sk-tools-SECRET-9"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -129,10 +130,6 @@ def call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     }
 
 
-def nest(status: int, error: str, message: str) -> dict[str, Any]:
-    return {"statusCode": status, "error": error, "message": message}
-
-
 def events_of(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
     """SSE frames as (event, parsed data)."""
     event, data = "", []
@@ -150,21 +147,6 @@ def read_stream(client: httpx.Client, chat: str) -> list[tuple[str, Any]]:
     with client.stream("GET", f"/assistants/helper/chats/{chat}/stream") as r:
         assert r.status_code == 200
         return list(events_of(r.iter_lines()))
-
-
-def merge(events: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """The last full view a stream describes (a `null` field is gone)."""
-    view: dict[str, Any] = {}
-    for event, data in events:
-        if event == "snapshot":
-            view = dict(data)
-        elif event == "partial":
-            view.update(data)
-        elif event == "delta":
-            message = view["streamingMessage"]
-            text = message["content"].get("message", "") + data["append"]
-            view["streamingMessage"] = {**message, "content": {"message": text}}
-    return {key: value for key, value in view.items() if value is not None}
 
 
 def run_threads() -> set[threading.Thread]:
