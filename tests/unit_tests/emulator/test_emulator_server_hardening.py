@@ -7,7 +7,6 @@ for bytes that never come fails the test instead of hanging it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from langchain_devic.testing._server import (
     is_loopback_host_header,
     prepare_request_log,
 )
+from tests.unit_tests.emulator.test_emulator import served_cli
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
@@ -97,24 +97,6 @@ def still_serves(server: EmulatorServer) -> None:
 
 
 # ------------------------------------------------------------------ the key
-
-
-@contextlib.contextmanager
-def served_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`python -m langchain_devic.testing --port 0 *args` and its banner line."""
-    process = subprocess.Popen(
-        [*EMULATOR_CLI, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield process, process.stdout.readline().strip()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_the_command_line_server_has_a_new_random_key_printed_once() -> None:
