@@ -47,6 +47,7 @@ from langchain_devic.locks import (
 )
 from langchain_devic.testing import DevicEmulator, Fail, Write
 from tests.unit_tests.conftest import API_KEY, ASSISTANT, BASE_URL, make_model
+from tests.unit_tests.tool.test_tools import call
 
 TOOL_NAME = "research_assistant"
 KEY_CHARS = re.compile(r"^[A-Za-z0-9._/-]+$")
@@ -91,15 +92,6 @@ def make_tool(emulator: DevicEmulator, **fields: Any) -> DevicAssistantTool:
     return DevicAssistantTool(
         name=TOOL_NAME, description="Researches.", chat_model=model, **fields
     )
-
-
-def call(message: str, call_id: str = "call-1", **args: Any) -> dict[str, Any]:
-    return {
-        "name": TOOL_NAME,
-        "args": {"message": message, **args},
-        "id": call_id,
-        "type": "tool_call",
-    }
 
 
 def thread(thread_id: str) -> RunnableConfig:
